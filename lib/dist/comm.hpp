@@ -1,0 +1,31 @@
+#pragma once
+// The collectives the parallel layers and the optimizer use, over one group (TP or DP).
+// Buffers are plain host memory here; the CUDA backend adds device-buffer communicators
+// (NCCL, or MPI staged through host memory) behind the same interface.
+#include <mpi.h>
+
+#include <cstddef>
+#include <memory>
+
+namespace autotp {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // In place: buf = sum over ranks of buf.
+  virtual void all_reduce_sum(float* buf, size_t n) = 0;
+  virtual void all_reduce_max(float* buf, size_t n) = 0;
+  // recv[size * count] = concatenation of every rank's send[count], in rank order.
+  virtual void all_gather(const float* send, float* recv, size_t count) = 0;
+  // recv[count] = sum over ranks of send[rank * count .. rank * count + count).
+  virtual void reduce_scatter_sum(const float* send, float* recv, size_t count) = 0;
+  virtual void broadcast(float* buf, size_t n, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// A communicator over an MPI group (not owned).
+std::unique_ptr<Comm> make_mpi_comm(MPI_Comm comm);
+
+}  // namespace autotp

@@ -1,0 +1,20 @@
+#pragma once
+// The one way an MPI program of autotp starts and ends. Any Error on any rank ends the whole
+// job through MPI_Abort, so a failing rank never leaves the others hanging in a collective.
+// A CollectiveError is one that every rank raised together (a bad world size, a bad config
+// read by all): rank 0 prints it once and every rank exits non-zero without an abort.
+#include <functional>
+#include <string>
+
+#include "core/error.hpp"
+
+namespace autotp {
+
+struct CollectiveError : Error {
+  explicit CollectiveError(const std::string& msg) : Error(msg) {}
+};
+
+// Initialises MPI, runs body(), finalises. Returns the process exit code.
+int mpi_main(const char* program, int argc, char** argv, const std::function<int()>& body);
+
+}  // namespace autotp
