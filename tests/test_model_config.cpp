@@ -9,13 +9,19 @@ using namespace autotp;
 using nlohmann::json;
 
 TEST(ModelConfig, HubFormWithRopeScaling) {
-  json j = {{"model_type", "phi3"},       {"vocab_size", 200064},
-            {"hidden_size", 3072},        {"intermediate_size", 8192},
-            {"num_hidden_layers", 32},    {"num_attention_heads", 24},
-            {"num_key_value_heads", 8},   {"max_position_embeddings", 131072},
+  json j = {{"model_type", "phi3"},
+            {"vocab_size", 200064},
+            {"hidden_size", 3072},
+            {"intermediate_size", 8192},
+            {"num_hidden_layers", 32},
+            {"num_attention_heads", 24},
+            {"num_key_value_heads", 8},
+            {"max_position_embeddings", 131072},
             {"original_max_position_embeddings", 4096},
-            {"rope_theta", 10000.0},      {"partial_rotary_factor", 0.75},
-            {"tie_word_embeddings", true}, {"pad_token_id", 199999},
+            {"rope_theta", 10000.0},
+            {"partial_rotary_factor", 0.75},
+            {"tie_word_embeddings", true},
+            {"pad_token_id", 199999},
             {"rope_scaling",
              {{"type", "longrope"},
               {"short_factor", std::vector<double>(48, 1.0)},
@@ -36,9 +42,12 @@ TEST(ModelConfig, HubFormWithRopeScaling) {
 }
 
 TEST(ModelConfig, Transformers5FormWithRopeParameters) {
-  json j = {{"vocab_size", 100352},       {"hidden_size", 5120},
-            {"intermediate_size", 17920}, {"num_hidden_layers", 40},
-            {"num_attention_heads", 40},  {"num_key_value_heads", 10},
+  json j = {{"vocab_size", 100352},
+            {"hidden_size", 5120},
+            {"intermediate_size", 17920},
+            {"num_hidden_layers", 40},
+            {"num_attention_heads", 40},
+            {"num_key_value_heads", 10},
             {"max_position_embeddings", 16384},
             {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 250000.0}}}};
   auto c = ModelConfig::from_json(j, "x.json");
@@ -53,7 +62,7 @@ TEST(ModelConfig, Transformers5FormWithRopeParameters) {
 }
 
 TEST(ModelConfig, ErrorsNameTheField) {
-  json j = {{"vocab_size", 10}, {"hidden_size", 8}, {"intermediate_size", 8},
+  json j = {{"vocab_size", 10},       {"hidden_size", 8},         {"intermediate_size", 8},
             {"num_hidden_layers", 1}, {"num_attention_heads", 3}, {"num_key_value_heads", 2}};
   try {
     ModelConfig::from_json(j, "bad.json");

@@ -27,16 +27,21 @@ struct StoredTensor {
 };
 
 // Writes PATH.tmp and renames it to PATH in finish(); a failure (full disk included) leaves any
-// existing PATH untouched and throws Error naming the file.
+// existing PATH untouched and throws Error naming the file. Destroyed before finish(), it
+// removes PATH.tmp. write() takes the tensor in its own dtype (row-major, no strides).
 class ModelFileWriter {
  public:
   ModelFileWriter(const std::string& path, const nlohmann::json& config_json);
+  // config.json's text exactly as read, so that HF -> HDF5 -> HF gives back the same file.
+  // It must parse as a model config (Error names PATH otherwise).
+  ModelFileWriter(const std::string& path, const std::string& config_text);
   ~ModelFileWriter();
   void write(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
              const void* data);
   void finish();
 
  private:
+  void init_root(const std::string& config_text);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -47,6 +52,7 @@ class ModelFileReader {
   ~ModelFileReader();
   const std::string& path() const;
   const ModelConfig& config() const;
+  const std::string& config_text() const;  // the stored config.json text, unchanged
   const std::vector<StoredTensor>& tensors() const;
   const StoredTensor* find(const std::string& name) const;
   const StoredTensor& at(const std::string& name) const;  // Error names the missing tensor

@@ -16,6 +16,11 @@ struct TensorInfo {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // byte range within the data section
+  // The file's own spelling ("BF16", "I64", ...). A checkpoint may hold tensors autotp never
+  // reads (e.g. an int64 BatchNorm counter in an encoder that conversion skips), so a dtype
+  // outside F32/F16/BF16 is size-checked and listed with supported = false; read() refuses it.
+  std::string stored_dtype;
+  bool supported = true;
   int64_t numel() const;
   uint64_t nbytes() const { return end - begin; }
 };
@@ -34,7 +39,8 @@ class SafetensorsReader {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in file order
   const TensorInfo* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  void read(const TensorInfo& t, void* dst) const;  // nbytes() bytes
+  void read(const TensorInfo& t, void* dst) const;      // nbytes() bytes
+  const TensorInfo& at(const std::string& name) const;  // Error names the missing tensor
 
  private:
   std::string path_;
@@ -45,7 +51,9 @@ class SafetensorsReader {
 };
 
 // Writes one .safetensors file in a single pass: the header is laid out from the tensor list
-// first, then tensors are written in that order. Writes to PATH.tmp, renamed by finish().
+// first (name, dtype, shape; offsets are assigned in list order), then tensors are written in
+// that order. Metadata gets "format": "pt" unless given (transformers refuses a file without it).
+// Writes to PATH.tmp, renamed by finish(); a write error (full disk) throws Error naming PATH.
 class SafetensorsWriter {
  public:
   SafetensorsWriter(const std::string& path, std::vector<TensorInfo> tensors,

@@ -12,7 +12,7 @@
 namespace autotp {
 
 enum class PartitionType { Column, Row, Skip };
-std::string partition_type_name(PartitionType t);
+std::string partition_type_name(PartitionType t);  // "column", "row", "skip"
 
 // One entry of `shape`: an int (-1 = infer, n > 0 = n equal sub-parameters at partition_dim)
 // or, only at partition_dim, a list of unequal sub-parameter sizes.
@@ -22,16 +22,24 @@ struct ShapeEntry {
   bool is_list() const { return !sizes.empty(); }
 };
 
+// `shape` as JSON writes it, without spaces: [[5120,1280,1280],-1].
+std::string shape_to_string(const std::vector<ShapeEntry>& shape);
+
 struct LayerSpec {
   std::vector<std::string> patterns;
   std::vector<boost::regex> regexes;  // compiled patterns, same order
   PartitionType type = PartitionType::Skip;
-  std::optional<int> partition_dim;  // default 0 for column, 1 for row
-  std::vector<ShapeEntry> shape;     // empty = not fused
+  std::optional<int> partition_dim;      // default 0 for column, 1 for row
+  std::vector<ShapeEntry> shape;         // empty = not fused
   std::vector<std::string> model_types;  // empty = any
+  // DeepSpeed gathers a column layer's output on every rank when set. It changes where outputs
+  // are gathered, not what each rank stores, so the plan records it and nothing more.
+  bool gather_output = false;
   std::string origin;  // "layer_specs[2]" or "preset phi3 [1]": names the spec in messages
 
   int dim() const;  // partition_dim or its default
+  // "layer_specs[0] column shape [[5120,1280,1280],-1]": the spec as the plan's rule names it.
+  std::string describe() const;
   // Python re.match(pattern, name) for any pattern, and model_types (case-insensitive).
   bool matches(const std::string& name, const std::string& model_type) const;
 };
@@ -49,9 +57,11 @@ struct PartitionConfig {
 
   // Parses ds_config["tensor_parallel"]. Throws Error naming the field on anything malformed,
   // including a pattern that does not compile.
-  static PartitionConfig from_json(const nlohmann::json& tensor_parallel, const std::string& source);
+  static PartitionConfig from_json(const nlohmann::json& tensor_parallel,
+                                   const std::string& source);
   // The built-in specs of a preset ("phi3", "llama", ...), as DeepSpeed defines them.
   static std::vector<LayerSpec> preset_specs(const std::string& preset);
+  static std::vector<std::string> preset_names();
 };
 
 }  // namespace autotp

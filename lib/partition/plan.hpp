@@ -22,10 +22,14 @@ struct ShardSpec {
   std::vector<int64_t> parts;  // sub-parameter sizes along split_dim; sum = shape[split_dim]
   int64_t tp = 1;
   PartitionType type = PartitionType::Skip;
-  std::string rule;  // the spec that decided it, e.g. "layer_specs[0]", or "unmatched"
+  // The spec that decided it: "layer_specs[0] column shape [[5120,1280,1280],-1]",
+  // "preset phi3 [2] row", "vocab_parallel", "unmatched -> replicated", "1-D -> replicated".
+  std::string rule;
 
   bool replicated() const { return split_dim < 0 || tp == 1; }
-  // Rank r's [begin, end) ranges along split_dim, one per part, in order.
+  // Rank r's [begin, end) ranges along split_dim, one per part, in order: part k at offset o_k
+  // of size p_k gives [o_k + r*p_k/tp, o_k + (r+1)*p_k/tp). When split_dim < 0, one range that
+  // covers dim 0 whole.
   std::vector<std::pair<int64_t, int64_t>> ranges(int64_t r) const;
   std::vector<int64_t> local_shape() const;  // the same on every rank
   int64_t local_numel() const;
@@ -34,9 +38,9 @@ struct ShardSpec {
 
 struct PartitionPlan {
   int64_t tp = 1;
-  std::vector<ShardSpec> params;           // in ModelConfig::parameters() order
-  std::vector<std::string> unmatched;      // 2-D weights no spec matched (replicated)
-  std::vector<std::string> notes;          // warnings, e.g. a name matched by several specs
+  std::vector<ShardSpec> params;       // in ModelConfig::parameters() order
+  std::vector<std::string> unmatched;  // 2-D weights no spec matched (replicated)
+  std::vector<std::string> notes;      // warnings, e.g. a name matched by several specs
 
   const ShardSpec& at(const std::string& name) const;  // throws Error if absent
   const ShardSpec* find(const std::string& name) const;
@@ -50,5 +54,12 @@ PartitionPlan build_plan(const PartitionConfig& pc, const ModelConfig& mc, int64
 // Copy rank r's shard out of / back into a full row-major tensor (elem_size bytes each).
 void extract_shard(const ShardSpec& s, int64_t r, const void* full, void* local, size_t elem_size);
 void insert_shard(const ShardSpec& s, int64_t r, const void* local, void* full, size_t elem_size);
+
+// "model.layers.7.mlp.down_proj.weight" -> "model.layers.N.mlp.down_proj.weight"; other names
+// are returned unchanged.
+std::string layer_key(const std::string& name);
+// Names that differ only in the layer index merged into one, in first-seen order:
+// model.layers.{0-39}.self_attn.o_proj.weight, model.layers.{1,3,5-7}.mlp.down_proj.weight.
+std::vector<std::string> group_layer_names(const std::vector<std::string>& names);
 
 }  // namespace autotp

@@ -1,0 +1,127 @@
+#pragma once
+// The compute backend: one interface, one implementation per device (ggml's idea). The model
+// only ever calls these ops on buffers the backend allocated; it never dereferences them.
+//
+// Conventions
+// - Buffers are device memory; on the CPU backend that is plain host memory. Parameters,
+//   gradients and activations are fp32 buffers (float*). A backend may compute with narrower
+//   operands, accumulating in fp32: a CUDA backend can keep bf16 copies of the weights
+//   (refreshed in params_changed()) and of activations. The CPU backend is fp32 throughout.
+// - Token ids and targets are int32 device buffers (alloc_bytes + from_host).
+// - Row-major everywhere. N = number of tokens (B*T rows), rows of an activation are tokens.
+// - "accumulate" and the backward ops' parameter gradients add into their outputs (+=), so
+//   that gradient accumulation and tied weights need no extra buffers.
+// - The Comm (dist/comm.hpp) is called by the model on these same buffers: a backend is paired
+//   with a Comm that can address its memory (host MPI for the CPU backend).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace autotp {
+
+// Columns [col, col + len) of a local row (an embedding table's rows, or a logits row) hold
+// vocabulary ids [begin, begin + len). A vocab-parallel shard is one block per sub-parameter;
+// a replicated one is the single block {0, 0, V}.
+struct VocabBlock {
+  int64_t col = 0, begin = 0, len = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory (bytes) ----
+  virtual void* alloc_bytes(size_t bytes) = 0;  // zero-filled
+  virtual void free_bytes(void* p) = 0;
+  virtual void to_host(const void* dev, void* host, size_t bytes) = 0;
+  virtual void from_host(const void* host, void* dev, size_t bytes) = 0;
+  virtual void copy(const void* src, void* dst, size_t bytes) = 0;  // device to device
+  virtual void fill_zero(void* p, size_t bytes) = 0;
+  // Called whenever the model's parameters changed (load, init, optimizer step), so that a
+  // backend holding reduced-precision copies of the weights can refresh them.
+  virtual void params_changed(const float* params, size_t n) { (void)params, (void)n; }
+
+  float* alloc(size_t n) { return static_cast<float*>(alloc_bytes(n * sizeof(float))); }
+
+  // ---- dense linear algebra ----
+  // C[M,N] (+)= op(A) @ op(B), op(A) [M,K], op(B) [K,N]; op(X) = X^T when transX. All dense,
+  // row-major: A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB).
+  virtual void matmul(int64_t M, int64_t N, int64_t K, const float* A, bool transA, const float* B,
+                      bool transB, float* C, bool accumulate) = 0;
+
+  // ---- elementwise and copies ----
+  virtual void add(const float* x, float* y, size_t n) = 0;  // y += x
+  virtual void scale(float* x, size_t n, float alpha) = 0;   // x *= alpha
+  // dst[r, dst_col + j] (+)= src[r, src_col + j] for r < rows, j < cols; row strides src_ld,
+  // dst_ld. The building block of the TP layout conversions (slice, gather-and-reorder).
+  virtual void copy_cols(const float* src, int64_t src_ld, int64_t src_col, float* dst,
+                         int64_t dst_ld, int64_t dst_col, int64_t rows, int64_t cols,
+                         bool accumulate) = 0;
+
+  // ---- embedding (table [rows, dim], ids [n], out [n, dim]) ----
+  // out[i] += table[b.col + id - b.begin] for the block b holding id; ids no block holds add 0.
+  virtual void embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
+                                 const std::vector<VocabBlock>& blocks, float* out) = 0;
+  // dtable[b.col + id - b.begin] += dout[i], except for id == padding_idx (-1 = none).
+  virtual void embedding_backward(const int32_t* ids, int64_t n, const float* dout, int64_t dim,
+                                  const std::vector<VocabBlock>& blocks, int64_t padding_idx,
+                                  float* dtable) = 0;
+
+  // ---- RMSNorm (x, out [N,H]; w [H]; rstd [N]) ----
+  // out = (x * rstd) * w with rstd = 1/sqrt(mean(x^2) + eps); saves rstd.
+  virtual void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t H, float eps,
+                               float* out, float* rstd) = 0;
+  // dx += d(out)/dx^T dout, dw += sum over rows of dout * x * rstd.
+  virtual void rmsnorm_backward(const float* dout, const float* x, const float* w,
+                                const float* rstd, int64_t N, int64_t H, float* dx, float* dw) = 0;
+
+  // ---- rotary embedding, in place on n_heads consecutive heads of each row ----
+  // x: N rows of stride ld; token row i has position i % T; heads start at x, head_dim apart.
+  // cos, sin: [T, rotary_dim/2] (already scaled by LongRoPE's attention factor).
+  // forward rotates (x_j, x_{j+rd/2}) by the angle; backward applies the transpose.
+  virtual void rope_forward(float* x, int64_t N, int64_t T, int64_t ld, int64_t n_heads,
+                            int64_t head_dim, int64_t rotary_dim, const float* cos,
+                            const float* sin) = 0;
+  virtual void rope_backward(float* dx, int64_t N, int64_t T, int64_t ld, int64_t n_heads,
+                             int64_t head_dim, int64_t rotary_dim, const float* cos,
+                             const float* sin) = 0;
+
+  // ---- causal self-attention with GQA, on the heads present (local heads under TP) ----
+  // qkv [B*T, (nq + 2*nkv) * hd], per row [q heads | k heads | v heads] (after RoPE);
+  // out [B*T, nq*hd]; lse [B, nq, T] = log-sum-exp of each scaled score row (saved for the
+  // backward). Query head h reads kv head h / (nq / nkv); scale 1/sqrt(hd); softmax in fp32.
+  virtual void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq, int64_t nkv,
+                                 int64_t hd, float* out, float* lse) = 0;
+  // dqkv (same layout as qkv) is overwritten.
+  virtual void attention_backward(const float* dout, const float* qkv, const float* out,
+                                  const float* lse, int64_t B, int64_t T, int64_t nq, int64_t nkv,
+                                  int64_t hd, float* dqkv) = 0;
+
+  // ---- SwiGLU: gu [N, 2I] per row [gate | up]; out [N, I] = up * silu(gate) ----
+  virtual void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out) = 0;
+  virtual void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I,
+                               float* dgu) = 0;  // dgu overwritten
+
+  // ---- cross-entropy over (possibly vocab-parallel) logits [N, V] (V = local columns) ----
+  // Stage 1: m[n] = max_v logits[n, v].      (the model then all-reduces max over TP)
+  virtual void ce_max(const float* logits, int64_t N, int64_t V, float* m) = 0;
+  // Stage 2: s[n] = sum_v exp(logits[n, v] - m[n]); z[n] = logits[n, col of target] when a
+  // block holds targets[n], else 0.           (the model then all-reduces s and z over TP)
+  // Loss of row n = log(s) + m - z, ignored where targets[n] == ignore_index.
+  virtual void ce_sumexp(const float* logits, int64_t N, int64_t V, const float* m,
+                         const int32_t* targets, const std::vector<VocabBlock>& blocks, float* s,
+                         float* z) = 0;
+  // Stage 3, in place: logits <- scale * (softmax - onehot(target)), rows with an ignored
+  // target <- 0. softmax = exp(logits - m) / s with the global m and s.
+  virtual void ce_backward(float* logits, int64_t N, int64_t V, const float* m, const float* s,
+                           const int32_t* targets, const std::vector<VocabBlock>& blocks,
+                           int32_t ignore_index, float scale) = 0;
+};
+
+// The fp32 CPU backend (OpenBLAS for the GEMMs).
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace autotp

@@ -1,0 +1,465 @@
+#include "model/phi3_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+#include "model/param_init.hpp"
+
+namespace autotp {
+
+namespace {
+
+// Blocks of a vocab-sharded dim: rank r's pieces, in local order.
+std::vector<VocabBlock> blocks_of(const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  std::vector<VocabBlock> b;
+  int64_t col = 0;
+  for (auto [lo, hi] : ranges) {
+    b.push_back({col, lo, hi - lo});
+    col += hi - lo;
+  }
+  return b;
+}
+
+std::string layer_name(int64_t l, const char* what) {
+  return "model.layers." + std::to_string(l) + "." + what;
+}
+
+}  // namespace
+
+Phi3Model::Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int tp_rank,
+                     Comm& tp_comm, Backend& backend)
+    : config_(config),
+      plan_(plan),
+      layout_(ParamLayout::from_plan(plan_)),
+      be_(backend),
+      tg_(backend, tp_comm) {
+  const int64_t tp = tg_.size();
+  check(tp_rank == tp_comm.rank(), "model: tp_rank ", tp_rank,
+        " differs from the TP communicator's rank ", tp_comm.rank());
+  check(plan_.tp == tp, "model: the partition plan is for tp = ", plan_.tp,
+        " but the TP group has ", tp, " ranks");
+  auto descs = config_.parameters();
+  check(plan_.params.size() == descs.size(), "model: the partition plan has ", plan_.params.size(),
+        " parameters, the model config ", descs.size(),
+        " (was the plan built for another config?)");
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const ShardSpec& s = plan_.params[i];
+    check(s.name == descs[i].name && s.shape == descs[i].shape, "model: plan entry ", i, " is '",
+          s.name, "', expected '", descs[i].name, "' with the config's shape");
+    check(s.shape.size() == 2 || s.replicated(), "model: ", s.name,
+          " is a norm weight and must be replicated over TP, but the plan (", s.rule,
+          ") splits it; add a skip rule for it");
+    if (s.replicated()) continue;
+    check(s.tp == tp && (s.split_dim == 0 || s.split_dim == 1), "model: plan entry ", s.name,
+          " has split_dim ", s.split_dim, " and tp ", s.tp, "; expected dim 0 or 1 and tp ", tp);
+    int64_t sum = 0;
+    for (int64_t part : s.parts) {
+      check(part > 0 && part % tp == 0, "model: plan entry ", s.name, " (", s.rule,
+            ") has a sub-parameter of ", part, " rows/columns, not divisible by tp ", tp);
+      sum += part;
+    }
+    check(sum == s.shape[size_t(s.split_dim)], "model: plan entry ", s.name, " (", s.rule,
+          ") has sub-parameters summing to ", sum, ", not to its dim ", s.split_dim, " (",
+          s.shape[size_t(s.split_dim)], ")");
+  }
+
+  H_ = config_.hidden_size;
+  hd_ = config_.head_dim;
+  rd_ = config_.rotary_dim();
+  I_ = config_.intermediate_size;
+  V_ = config_.vocab_size;
+  const int64_t nh = config_.num_attention_heads, nkv = config_.num_key_value_heads;
+
+  // Embedding: vocab rows (our vocab_parallel), hidden columns (DeepSpeed), or replicated.
+  const ParamSlot& emb = layout_.at("model.embed_tokens.weight");
+  embed_off_ = emb.offset;
+  embed_dim_ = H_;
+  embed_blocks_ = {{0, 0, V_}};
+  if (tp > 1 && !emb.spec->replicated()) {
+    if (emb.spec->split_dim == 0) {
+      embed_split_ = EmbedSplit::Vocab;
+      embed_blocks_ = blocks_of(emb.spec->ranges(tp_rank));
+    } else {
+      embed_split_ = EmbedSplit::Hidden;
+      embed_layout_ = Layout::S(emb.spec->parts);
+      embed_dim_ = H_ / tp;
+    }
+  }
+
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    Layer L;
+    L.ln1 = layout_.at(layer_name(l, "input_layernorm.weight")).offset;
+    L.ln2 = layout_.at(layer_name(l, "post_attention_layernorm.weight")).offset;
+    const ParamSlot& qkv = layout_.at(layer_name(l, "self_attn.qkv_proj.weight"));
+    const ParamSlot& gu = layout_.at(layer_name(l, "mlp.gate_up_proj.weight"));
+    // Attention runs on local heads when qkv is column-split into whole Q, K, V heads per
+    // rank; any other qkv split is gathered and every rank runs all heads.
+    LinearSite probe = LinearSite::make(qkv, tp, Layout::R(), Layout::R());
+    Layout qkv_heads = Layout::S({config_.q_rows(), config_.kv_rows(), config_.kv_rows()});
+    bool local_heads = tp > 1 && probe.out_layout == qkv_heads && nh % tp == 0 && nkv % tp == 0;
+    L.qkv_layout = local_heads ? qkv_heads : Layout::R();
+    L.att_layout = local_heads ? Layout::S({config_.q_rows()}) : Layout::R();
+    L.nq = local_heads ? nh / tp : nh;
+    L.nkv = local_heads ? nkv / tp : nkv;
+    // SwiGLU pairs gate i with up i: it runs on shards only when both halves are split alike.
+    probe = LinearSite::make(gu, tp, Layout::R(), Layout::R());
+    bool local_mlp = tp > 1 && probe.out_layout == Layout::S({I_, I_});
+    L.gu_layout = local_mlp ? Layout::S({I_, I_}) : Layout::R();
+    L.act_layout = local_mlp ? Layout::S({I_}) : Layout::R();
+
+    L.qkv = LinearSite::make(qkv, tp, Layout::R(), L.qkv_layout);
+    L.o = LinearSite::make(layout_.at(layer_name(l, "self_attn.o_proj.weight")), tp, L.att_layout,
+                           Layout::R());
+    L.gate_up = LinearSite::make(gu, tp, Layout::R(), L.gu_layout);
+    L.down = LinearSite::make(layout_.at(layer_name(l, "mlp.down_proj.weight")), tp, L.act_layout,
+                              Layout::R());
+    layers_.push_back(L);
+  }
+  norm_off_ = layout_.at("model.norm.weight").offset;
+
+  // lm_head (or the tied embedding, used with the embedding's split): column-split gives
+  // vocab-parallel logits and cross-entropy; row-split or replicated give full logits.
+  const ParamSlot& head =
+      layout_.at(config_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  LinearSite probe = LinearSite::make(head, tp, Layout::R(), Layout::R());
+  lm_head_ = LinearSite::make(head, tp, Layout::R(), probe.out_layout);
+  vocab_parallel_ce_ = lm_head_.dst.sharded;
+  logits_width_ = lm_head_.out_local(tp);
+  logit_blocks_ = vocab_parallel_ce_ ? blocks_of(lm_head_.dst.ranges(tp_rank, tp))
+                                     : std::vector<VocabBlock>{{0, 0, V_}};
+
+  params_ = be_.alloc(layout_.total);
+  grads_ = be_.alloc(layout_.total);
+}
+
+Phi3Model::~Phi3Model() {
+  free_buffers();
+  be_.free_bytes(params_);
+  be_.free_bytes(grads_);
+}
+
+// ---------------------------------------------------------------- parameters
+
+void Phi3Model::init_random(uint64_t seed) {
+  double std = 0.02;
+  if (config_.raw.is_object() && config_.raw.contains("initializer_range") &&
+      config_.raw["initializer_range"].is_number())
+    std = config_.raw["initializer_range"].get<double>();
+  for (auto& slot : layout_.slots) {
+    std::vector<float> host(slot.numel);
+    if (slot.spec->shape.size() == 1) {
+      std::fill(host.begin(), host.end(), 1.0f);  // RMSNorm weights
+    } else {
+      bool embed = slot.name == "model.embed_tokens.weight";
+      init_normal_shard(*slot.spec, tg_.rank(), seed, std, embed ? config_.pad_token_id : -1,
+                        host.data());
+    }
+    be_.from_host(host.data(), params_ + slot.offset, slot.numel * sizeof(float));
+  }
+  params_changed();
+}
+
+void Phi3Model::params_changed() {
+  be_.params_changed(params_, layout_.total);
+}
+
+void Phi3Model::zero_grad() {
+  be_.fill_zero(grads_, layout_.total * sizeof(float));
+}
+
+std::vector<float> Phi3Model::slot_to_host(const float* base, const std::string& name) const {
+  const ParamSlot& s = layout_.at(name);
+  std::vector<float> out(s.numel);
+  be_.to_host(base + s.offset, out.data(), s.numel * sizeof(float));
+  return out;
+}
+
+std::vector<float> Phi3Model::param_shard(const std::string& name) const {
+  return slot_to_host(params_, name);
+}
+
+std::vector<float> Phi3Model::grad_shard(const std::string& name) const {
+  return slot_to_host(grads_, name);
+}
+
+void Phi3Model::set_param_shard(const std::string& name, const float* host) {
+  const ParamSlot& s = layout_.at(name);
+  be_.from_host(host, params_ + s.offset, s.numel * sizeof(float));
+}
+
+std::string Phi3Model::describe() const {
+  const char* split_name[] = {"replicated", "column-parallel", "row-parallel"};
+  std::string out = "embedding: ";
+  if (embed_split_ == EmbedSplit::Vocab) {
+    out += "vocab-parallel (rows";
+    for (auto& b : embed_blocks_)
+      out += " " + std::to_string(b.begin) + "-" + std::to_string(b.begin + b.len - 1);
+    out += " of " + std::to_string(V_) + ")";
+  } else {
+    out += embed_split_ == EmbedSplit::Hidden ? "split along hidden, all-gathered" : "replicated";
+  }
+  out += "\n";
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    out += "layer " + std::to_string(l) + ": attention on ";
+    out += L.qkv_layout.sharded
+               ? "local heads (q " + std::to_string(L.nq) + "/" +
+                     std::to_string(config_.num_attention_heads) + ", kv " + std::to_string(L.nkv) +
+                     "/" + std::to_string(config_.num_key_value_heads) + ")"
+               : std::string("all heads");
+    out += L.gu_layout.sharded ? ", MLP on local columns" : ", MLP on all columns";
+    out += "; qkv_proj " + std::string(split_name[L.qkv.split + 1]) + ", o_proj " +
+           split_name[L.o.split + 1] + ", gate_up_proj " + split_name[L.gate_up.split + 1] +
+           ", down_proj " + split_name[L.down.split + 1] + "\n";
+  }
+  out += "lm_head" + std::string(config_.tie_word_embeddings ? " (tied): " : ": ") +
+         split_name[lm_head_.split + 1] +
+         (vocab_parallel_ce_ ? ", vocab-parallel cross-entropy" : ", full cross-entropy") + "\n";
+  return out;
+}
+
+// ---------------------------------------------------------------- buffers
+
+float* Phi3Model::buf(size_t n) {
+  float* p = be_.alloc(n);
+  allocs_.push_back(p);
+  return p;
+}
+
+void Phi3Model::free_buffers() {
+  for (void* p : allocs_) be_.free_bytes(p);
+  allocs_.clear();
+  B_ = T_ = 0;
+}
+
+void Phi3Model::ensure_buffers(int B, int T) {
+  if (B == B_ && T == T_) return;
+  free_buffers();
+  const int64_t tp = tg_.size();
+  const size_t N = size_t(B) * size_t(T);
+  const int64_t qkv_full = config_.q_rows() + 2 * config_.kv_rows();
+  // Scratch wide enough for any activation but the logits (local widths never exceed these).
+  const size_t w_max = size_t(std::max({H_, qkv_full, config_.q_rows(), 2 * I_}));
+  auto xin = [&](const LinearSite& s) {
+    return s.converts_input() ? buf(N * s.in_local(tp)) : nullptr;
+  };
+
+  ids_ = static_cast<int32_t*>(be_.alloc_bytes(N * sizeof(int32_t)));
+  allocs_.push_back(ids_);
+  tgt_ = static_cast<int32_t*>(be_.alloc_bytes(N * sizeof(int32_t)));
+  allocs_.push_back(tgt_);
+  rope_ = RopeTable::build(config_, T);
+  cos_ = buf(rope_.cos.size());
+  sin_ = buf(rope_.sin.size());
+  be_.from_host(rope_.cos.data(), cos_, rope_.cos.size() * sizeof(float));
+  be_.from_host(rope_.sin.data(), sin_, rope_.sin.size() * sizeof(float));
+
+  res_.assign(layers_.size() + 1, nullptr);
+  for (auto& r : res_) r = buf(N * H_);
+  acts_.resize(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    LayerActs& a = acts_[l];
+    const Layer& L = layers_[l];
+    a.ln1 = buf(N * H_);
+    a.rstd1 = buf(N);
+    a.qkv_xin = xin(L.qkv);
+    a.att_in = buf(N * L.qkv_layout.local_width(qkv_full, tp));
+    a.att_out = buf(N * L.nq * hd_);
+    a.lse = buf(N * L.nq);
+    a.o_xin = xin(L.o);
+    a.mid = buf(N * H_);
+    a.ln2 = buf(N * H_);
+    a.rstd2 = buf(N);
+    a.gu_xin = xin(L.gate_up);
+    a.sw_in = buf(N * L.gu_layout.local_width(2 * I_, tp));
+    a.act = buf(N * L.act_layout.local_width(I_, tp));
+    a.down_xin = xin(L.down);
+  }
+  lnf_ = buf(N * H_);
+  rstdf_ = buf(N);
+  lm_xin_ = xin(lm_head_);
+  logits_ = buf(N * logits_width_);
+  ce_ = buf(3 * N);
+  for (float** p : {&sc_y_, &sc_out_, &sc_dy_, &sc_dx_, &sc_d1_, &sc_d2_}) *p = buf(N * w_max);
+  d_ln_ = buf(N * H_);
+  dres_ = buf(N * H_);
+  B_ = B;
+  T_ = T;
+}
+
+// ---------------------------------------------------------------- forward
+
+float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, int T) {
+  check(B > 0 && T > 0, "model forward: batch ", B, " x ", T, " is empty");
+  check(T <= config_.max_position_embeddings, "model forward: sequence length ", T,
+        " exceeds max_position_embeddings (", config_.max_position_embeddings, ")");
+  const int64_t N = int64_t(B) * T;
+  for (int64_t i = 0; i < N; ++i)
+    check(inputs[i] >= 0 && inputs[i] < V_, "model forward: input token ", inputs[i],
+          " at position ", i, " is outside the vocabulary [0, ", V_, ")");
+  num_targets_ = 0;
+  if (targets) {
+    for (int64_t i = 0; i < N; ++i) {
+      check(targets[i] == kIgnoreIndex || (targets[i] >= 0 && targets[i] < V_),
+            "model forward: target ", targets[i], " at position ", i,
+            " is neither a token id in [0, ", V_, ") nor ", kIgnoreIndex);
+      num_targets_ += targets[i] != kIgnoreIndex;
+    }
+  }
+  ensure_buffers(B, T);
+  be_.from_host(inputs, ids_, size_t(N) * sizeof(int32_t));
+  if (targets) be_.from_host(targets, tgt_, size_t(N) * sizeof(int32_t));
+
+  // Embedding -> residual stream (R).
+  const float* E = params_ + embed_off_;
+  float* x0 = res_[0];
+  if (embed_split_ == EmbedSplit::Hidden) {
+    // Each rank looks up its hidden columns (S), then all-gathers them into R.
+    be_.fill_zero(sc_y_, size_t(N * embed_dim_) * sizeof(float));
+    be_.embedding_forward(ids_, N, E, embed_dim_, embed_blocks_, sc_y_);
+    tg_.gather(embed_layout_, sc_y_, N, H_, x0);
+  } else {
+    // Vocab-parallel: rows this rank lacks contribute 0 -> partial sums -> all-reduce.
+    be_.fill_zero(x0, size_t(N * H_) * sizeof(float));
+    be_.embedding_forward(ids_, N, E, embed_dim_, embed_blocks_, x0);
+    if (embed_split_ == EmbedSplit::Vocab) tg_.all_reduce_sum(x0, size_t(N * H_));
+  }
+
+  for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
+
+  const float eps = float(config_.rms_norm_eps);
+  be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_);
+  linear_forward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, lnf_, N, lm_xin_, sc_y_, logits_);
+  have_forward_ = true;
+  logits_valid_ = true;
+  have_targets_ = targets != nullptr;
+  if (!targets) return 0.0f;
+
+  // Cross-entropy, vocab-parallel when the logits are sharded (never gathered):
+  //   m = max over all ranks' columns;  s = sum over all columns of exp(l - m);
+  //   z = the target's logit (from the one rank holding it);  loss_n = log(s) + m - z.
+  float *m = ce_, *s = ce_ + N, *z = ce_ + 2 * N;
+  be_.ce_max(logits_, N, logits_width_, m);
+  if (vocab_parallel_ce_) tg_.all_reduce_max(m, size_t(N));
+  be_.ce_sumexp(logits_, N, logits_width_, m, tgt_, logit_blocks_, s, z);
+  if (vocab_parallel_ce_) tg_.all_reduce_sum(s, size_t(2 * N));  // s and z together
+  std::vector<float> h(size_t(3 * N));
+  be_.to_host(ce_, h.data(), h.size() * sizeof(float));
+  double total = 0.0;
+  for (int64_t i = 0; i < N; ++i)
+    if (targets[i] != kIgnoreIndex) total += std::log(double(h[N + i])) + h[i] - h[2 * N + i];
+  return num_targets_ ? float(total / double(num_targets_)) : 0.0f;
+}
+
+void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
+  const Layer& L = layers_[size_t(l)];
+  LayerActs& a = acts_[size_t(l)];
+  const int64_t N = B * T, tp = tg_.size();
+  const int64_t qkv_local = L.qkv_layout.local_width(config_.q_rows() + 2 * config_.kv_rows(), tp);
+  const float eps = float(config_.rms_norm_eps);
+  const float* x = res_[size_t(l)];
+  float* P = params_;
+
+  // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x)))))
+  be_.rmsnorm_forward(x, P + L.ln1, N, H_, eps, a.ln1, a.rstd1);
+  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, a.ln1, N, a.qkv_xin, sc_y_, a.att_in);
+  // RoPE on the q and k heads, which lie side by side at the start of each row.
+  be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
+  be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse);
+  linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_);
+  be_.copy(x, a.mid, size_t(N * H_) * sizeof(float));
+  be_.add(sc_out_, a.mid, size_t(N * H_));
+
+  // out = h + down_proj(up * silu(gate)),  [gate | up] = gate_up_proj(rmsnorm(h))
+  be_.rmsnorm_forward(a.mid, P + L.ln2, N, H_, eps, a.ln2, a.rstd2);
+  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, a.ln2, N, a.gu_xin, sc_y_, a.sw_in);
+  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), a.act);
+  linear_forward(be_, tg_, L.down, P + L.down.w_offset, a.act, N, a.down_xin, sc_y_, sc_out_);
+  float* out = res_[size_t(l) + 1];
+  be_.copy(a.mid, out, size_t(N * H_) * sizeof(float));
+  be_.add(sc_out_, out, size_t(N * H_));
+}
+
+std::vector<float> Phi3Model::gather_logits() {
+  check(logits_valid_, "model: gather_logits() needs a forward() not yet followed by backward()");
+  const int64_t N = int64_t(B_) * T_;
+  std::vector<float> out(size_t(N * V_));
+  if (vocab_parallel_ce_) {
+    float* full = be_.alloc(size_t(N * V_));
+    tg_.gather(lm_head_.dst, logits_, N, V_, full);
+    be_.to_host(full, out.data(), out.size() * sizeof(float));
+    be_.free_bytes(full);
+  } else {
+    be_.to_host(logits_, out.data(), out.size() * sizeof(float));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- backward
+
+void Phi3Model::backward(float grad_scale) {
+  check(have_forward_ && have_targets_,
+        "model: backward() needs a forward() with targets before it (and only one backward "
+        "per forward)");
+  have_forward_ = false;
+  logits_valid_ = false;
+  if (num_targets_ == 0) return;  // no target, no loss: every gradient is 0
+  const int64_t N = int64_t(B_) * T_;
+  float* G = grads_;
+  const float* P = params_;
+
+  // dloss/dlogits = (softmax - onehot) / #targets, in place over the (local) logits.
+  be_.ce_backward(logits_, N, logits_width_, ce_, ce_ + N, tgt_, logit_blocks_, kIgnoreIndex,
+                  grad_scale / float(num_targets_));
+  linear_backward(be_, tg_, lm_head_, P + lm_head_.w_offset, G + lm_head_.w_offset, logits_,
+                  lm_head_.converts_input() ? lm_xin_ : lnf_, N, sc_dy_, sc_dx_, d_ln_);
+  be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
+  be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_);
+
+  for (size_t l = layers_.size(); l-- > 0;) layer_backward(int(l), B_, T_);
+
+  // dres = dL/d(embedding output), full on every rank.
+  if (embed_split_ == EmbedSplit::Hidden) {
+    // Backward of the all-gather: this rank's columns of the full gradient.
+    tg_.slice(embed_layout_, dres_, N, H_, sc_d1_);
+    be_.embedding_backward(ids_, N, sc_d1_, embed_dim_, embed_blocks_, config_.pad_token_id,
+                           G + embed_off_);
+  } else {
+    // Vocab-parallel: the all-reduce's backward is the identity (dres is full everywhere).
+    be_.embedding_backward(ids_, N, dres_, embed_dim_, embed_blocks_, config_.pad_token_id,
+                           G + embed_off_);
+  }
+}
+
+void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
+  const Layer& L = layers_[size_t(l)];
+  const LayerActs& a = acts_[size_t(l)];
+  const int64_t N = B * T, tp = tg_.size();
+  const int64_t qkv_local = L.qkv_layout.local_width(config_.q_rows() + 2 * config_.kv_rows(), tp);
+  const float* P = params_;
+  float* G = grads_;
+  // dres_ holds dL/d(out) on entry and dL/dx on exit; out = mid + mlp(mid) and
+  // mid = x + attn(x), so each branch's input gradient is added onto the residual's.
+  auto in = [](const LinearSite& s, const float* xin, const float* x) {
+    return s.converts_input() ? xin : x;
+  };
+
+  linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, dres_,
+                  in(L.down, a.down_xin, a.act), N, sc_dy_, sc_dx_, sc_d1_);
+  be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_);
+  linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset, sc_d2_,
+                  in(L.gate_up, a.gu_xin, a.ln2), N, sc_dy_, sc_dx_, d_ln_);
+  be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2);  // -> d(mid)
+
+  linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, dres_,
+                  in(L.o, a.o_xin, a.att_out), N, sc_dy_, sc_dx_, sc_d1_);
+  be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_);
+  be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
+  linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, sc_d2_,
+                  in(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_);
+  be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_,
+                       G + L.ln1);  // -> d(x)
+}
+
+}  // namespace autotp

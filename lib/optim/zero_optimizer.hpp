@@ -1,0 +1,116 @@
+#pragma once
+// ZeRO stage 0/1/2 AdamW over the model's flat fp32 buffers: Megatron's distributed optimizer
+// (reduce-scatter -> AdamW on the fp32 shard -> all-gather), with global gradient-norm
+// clipping across TP and DP.
+//
+// Sharding. The flat buffer of this rank's TP-local parameters (ParamLayout order, `total`
+// elements) is padded to a multiple of dp; DP rank d owns [d*S, (d+1)*S), S = padded / dp,
+// cut at `total` (padding is never stored or sent back). Each TP rank shards its own TP-local
+// buffer over its DP group, so the shards of one DP rank differ across TP ranks.
+//
+//   stage 0: grads all-reduced over DP; every rank keeps master, m, v for the whole buffer.
+//   stage 1: grads all-reduced over DP; master, m, v for the own shard only; params all-gathered.
+//   stage 2: grads reduce-scattered over DP: afterwards only the own shard of `grads` holds the
+//            averaged gradient; state for the own shard only; params all-gathered.
+// Stages 1 and 2 hold 3 * S floats of state per rank (master, m, v); all three stages compute
+// the same parameters.
+//
+// Gradient contract. The model accumulates micro-batch gradients into `grads`; the trainer
+// scales each micro-batch by 1 / gradient_accumulation_steps, so `grads` holds this DP rank's
+// mean gradient when step() is called. step() sums over DP and divides by dp: the update uses
+// the mean over the global batch. step() zeroes the whole `grads` buffer before it returns
+// (applied or skipped); zero_grad() is for the first accumulation (or after a checkpoint load).
+//
+// Gradient norm: sqrt of the sum of squares of the DP-averaged gradient over every parameter
+// of the model, counted once: TP-sharded slots on every TP rank, TP-replicated slots on
+// tp_rank 0 only; each DP rank counts its own shard; summed over DP and TP. Clipping follows
+// torch.nn.utils.clip_grad_norm_: coef = min(1, clip / (norm + 1e-6)) multiplies the gradients.
+// A NaN or inf anywhere (counted or not) gives a non-finite norm: the update is skipped, the
+// parameters and the state are left as they were, and the norm is returned for the trainer to
+// stop the run.
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "config/ds_config.hpp"
+#include "dist/comm.hpp"
+#include "model/param_layout.hpp"
+
+namespace autotp {
+
+struct StepStats {
+  double grad_norm = 0.0;  // global norm of the averaged gradient, before clipping
+  float clip_coef = 1.0f;  // the factor the gradients were multiplied by (1 = not clipped)
+  bool applied = false;    // false: the norm is not finite and nothing was updated
+};
+
+// Optimizer state for elements [offset, offset + numel) of the flat TP-local buffer
+// (ParamLayout order). Checkpoints save it per (TP rank, DP rank) and reshard by these ranges.
+struct StateShard {
+  float* data = nullptr;
+  size_t numel = 0;
+  size_t offset = 0;
+};
+
+class ZeroOptimizer {
+ public:
+  // Elements per collective call: bounds the scratch memory ((dp + 1) / dp of it) and keeps
+  // each MPI message under its int count.
+  static constexpr size_t kDefaultBucketNumel = size_t(1) << 22;
+
+  // params and grads: the model's buffers of layout.total floats (not owned, must outlive this).
+  // The master copy starts from params, which must be equal on every DP rank.
+  // grad_clip: ds_config gradient_clipping (0 = off). dp, tp: this rank's DP and TP groups.
+  ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double grad_clip,
+                const ParamLayout& layout, float* params, float* grads, Comm& dp, Comm& tp,
+                size_t bucket_numel = kDefaultBucketNumel);
+
+  // One optimizer step at learning rate lr (collective over DP and TP). Zeroes grads.
+  StepStats step(double lr);
+  void zero_grad();
+
+  int stage() const { return stage_; }
+  const OptimizerConfig& config() const { return opt_; }
+  double grad_clip() const { return clip_; }
+
+  // Checkpoint access. step_count = updates applied so far (torch's state["step"]); the next
+  // step uses bias corrections for step_count + 1.
+  int64_t step_count() const { return step_; }
+  void set_step_count(int64_t n);
+  // Stage 0: the whole buffer (offset 0, the same on every DP rank). Stages 1/2: the own shard.
+  StateShard master() { return {master_.data(), master_.size(), state_lo_}; }
+  StateShard exp_avg() { return {m_.data(), m_.size(), state_lo_}; }
+  StateShard exp_avg_sq() { return {v_.data(), v_.size(), state_lo_}; }
+  bool state_replicated_over_dp() const { return stage_ == 0; }
+  // Writes the master weights into params on every DP rank (collective over DP for stages
+  // 1/2): after loading master from a checkpoint.
+  void publish_params();
+
+  // [begin, end) of DP rank r's shard of a flat buffer of `total` elements.
+  static std::pair<size_t, size_t> shard_range(size_t total, int dp, int r);
+
+ private:
+  void average_grads();
+  double global_grad_norm();
+  static double sum_over(Comm& c, double x);
+
+  OptimizerConfig opt_;
+  int stage_;
+  double clip_;
+  const ParamLayout& layout_;
+  float* params_;
+  float* grads_;
+  Comm& dp_;
+  Comm& tp_;
+  size_t shard_size_ = 0;               // S
+  size_t own_lo_ = 0, own_hi_ = 0;      // this DP rank's shard, cut at total
+  size_t state_lo_ = 0, state_hi_ = 0;  // what master/m/v cover: own shard, or all (stage 0)
+  size_t chunk_ = 1;                    // per-rank elements per reduce-scatter / all-gather call
+  size_t bucket_numel_;
+  int64_t step_ = 0;
+  std::vector<float> master_, m_, v_;
+  std::vector<float> scratch_;  // (dp + 1) * chunk_: one collective's send and receive buffers
+};
+
+}  // namespace autotp

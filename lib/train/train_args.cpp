@@ -1,0 +1,72 @@
+#include "train/train_args.hpp"
+
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <iostream>
+
+#include "core/error.hpp"
+
+namespace autotp {
+
+namespace po = boost::program_options;
+
+std::string TrainArgs::share_dir() {
+  if (const char* e = std::getenv("AUTOTP_SHARE_DIR")) return e;
+  return std::string(AUTOTP_SOURCE_DIR) + "/share";
+}
+
+std::string TrainArgs::configs_dir() {
+  if (const char* e = std::getenv("AUTOTP_CONFIGS_DIR")) return e;
+  return std::string(AUTOTP_SOURCE_DIR) + "/configs";
+}
+
+bool TrainArgs::parse(int argc, char** argv) {
+  po::options_description d("autotp-train options");
+  // clang-format off
+  d.add_options()
+    ("help,h", "print this help")
+    ("model_name", po::value(&model_name), "model: a preset (tiny, phi-4, phi-4-mini, "
+        "phi-4-multimodal; initialised from --seed), a config.json, or an autotp .h5 file")
+    ("model", po::value(&model_name), "alias of --model_name")
+    ("deepspeed_config", po::value(&ds_config), "ds_config.json (default configs/tiny.json)")
+    ("ds_config", po::value(&ds_config), "alias of --deepspeed_config")
+    ("tp_size", po::value(&tp_size), "tensor-parallel size (default: autotp_size)")
+    ("dp_size", po::value(&dp_size), "data-parallel size (default: data_parallel_size)")
+    ("seq_length", po::value(&seq_length), "tokens per sample")
+    ("num_steps", po::value(&num_steps), "optimizer steps")
+    ("micro_batch_size", po::value(&micro_batch), "samples per micro-batch per DP rank")
+    ("train_micro_batch_size_per_gpu", po::value(&micro_batch), "alias of --micro_batch_size")
+    ("gradient_accumulation_steps", po::value(&grad_accum), "micro-batches per step")
+    ("lr", po::value(&lr), "peak learning rate (default: optimizer.params.lr)")
+    ("zero_stage", po::value(&zero_stage), "ZeRO stage 0, 1 or 2 (default: zero_optimization)")
+    ("seed", po::value(&seed), "seed of the initialisation and the sampler")
+    ("data", po::value(&data), "corpus .txt (tokenized once into --out_dir) or a .tok file")
+    ("tokenizer", po::value(&tokenizer), "tokenizer.json (default share/tokenizer)")
+    ("out_dir", po::value(&out_dir), "where metrics.jsonl, loss.png and caches go")
+    ("device", po::value(&device), "auto | cpu | cuda")
+    ("log_interval", po::value(&log_interval), "log every N steps")
+    ("peak_tflops", po::value(&peak_tflops), "peak TFLOP/s per rank, for MFU")
+    ("deepspeed", "accepted for DeepSpeed compatibility; ignored")
+    ("local_rank", po::value<int>(), "accepted for DeepSpeed compatibility; ignored");
+  // clang-format on
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, d), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail("autotp-train: ", e.what(), " (see --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: mpirun -np N autotp-train [options]\n" << d;
+    return false;
+  }
+  check(device == "auto" || device == "cpu" || device == "cuda", "--device must be auto, cpu or cuda, got '", device, "'");
+  check(seq_length > 0, "--seq_length must be positive");
+  check(num_steps >= 0, "--num_steps must not be negative");
+  if (ds_config.empty()) ds_config = configs_dir() + "/tiny.json";
+  if (tokenizer.empty()) tokenizer = share_dir() + "/tokenizer/tokenizer.json";
+  if (data.empty()) data = share_dir() + "/corpus/kjv.txt";
+  return true;
+}
+
+}  // namespace autotp

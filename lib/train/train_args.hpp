@@ -1,0 +1,34 @@
+#pragma once
+// autotp-train's command line. DeepSpeed's flag names are accepted as they are (the seed's
+// `--model_name --tp_size --dp_size --seq_length --num_steps --deepspeed_config`); values not
+// given on the command line come from the ds_config, then from the defaults below.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace autotp {
+
+struct TrainArgs {
+  std::string model_name = "tiny";  // preset name, config.json, or an autotp HDF5 model file
+  std::string ds_config;            // "" = configs/tiny.json of this installation
+  int64_t tp_size = 0, dp_size = 0;  // 0 = from the ds_config, else inferred
+  int64_t seq_length = 128;
+  int64_t num_steps = 100;
+  int64_t micro_batch = 0, grad_accum = 0;  // 0 = from the ds_config
+  double lr = 0;                            // 0 = from the ds_config
+  int64_t zero_stage = -1;                  // -1 = from the ds_config
+  int64_t seed = -1;                        // -1 = from the ds_config
+  std::string data;       // a .txt corpus (tokenized on first use) or a .tok token file
+  std::string tokenizer;  // tokenizer.json; default share/tokenizer/tokenizer.json
+  std::string out_dir = "autotp_run";  // metrics.jsonl, loss.png, the token cache
+  std::string device = "auto";         // auto | cpu | cuda
+  int64_t log_interval = 1;
+  double peak_tflops = 0;  // for MFU; 0 = the device's nominal peak
+
+  // Parses argv; prints help and returns false for --help. Throws Error on bad flags.
+  bool parse(int argc, char** argv);
+  static std::string share_dir();  // AUTOTP_SHARE_DIR env, else the source tree's share/
+  static std::string configs_dir();
+};
+
+}  // namespace autotp

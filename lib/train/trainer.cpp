@@ -1,0 +1,236 @@
+#include "train/trainer.hpp"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "config/ds_config.hpp"
+#include "core/error.hpp"
+#include "data/corpus.hpp"
+#include "data/sampler.hpp"
+#include "data/token_file.hpp"
+#include "data/tokenizer.hpp"
+#include "dist/comm.hpp"
+#include "dist/mpi_main.hpp"
+#include "dist/topology.hpp"
+#include "io/model_file.hpp"
+#include "kernels/cpu/cpu_backend.hpp"
+#include "model/phi3_model.hpp"
+#include "optim/lr_schedule.hpp"
+#include "optim/zero_optimizer.hpp"
+#include "partition/partition_config.hpp"
+#include "partition/plan.hpp"
+#include "train/metrics.hpp"
+
+namespace autotp {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+ModelConfig resolve_model(const std::string& name, std::unique_ptr<ModelFileReader>& file) {
+  if (ends_with(name, ".h5") || ends_with(name, ".hdf5")) {
+    file = std::make_unique<ModelFileReader>(name);
+    return file->config();
+  }
+  if (ends_with(name, ".json")) return ModelConfig::from_file(name);
+  return ModelConfig::preset(name);
+}
+
+// A .txt corpus is tokenized once by world rank 0 into out_dir/<stem>.tok; the others wait.
+std::string prepare_tokens(const TrainArgs& a, const Tokenizer& tok, const Topology& topo) {
+  if (ends_with(a.data, ".tok")) return a.data;
+  std::string out = a.out_dir + "/" + fs::path(a.data).stem().string() + ".tok";
+  int ok = 1;
+  std::string err;
+  if (topo.world_rank == 0) {
+    try {
+      bool fresh = fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(a.data);
+      if (fresh) {
+        TokenFile existing(out, false);
+        fresh = existing.info().tokenizer_hash == tok.fingerprint();
+      }
+      if (!fresh) {
+        auto stats = tokenize_corpus(tok, a.data, out, DocumentSplit::BlankLine);
+        (void)stats;
+      }
+    } catch (const Error& e) {
+      ok = 0;
+      err = e.what();
+    }
+  }
+  MPI_Bcast(&ok, 1, MPI_INT, 0, topo.world);
+  if (!ok) throw CollectiveError(err.empty() ? "tokenizing " + a.data + " failed on rank 0" : err);
+  return out;
+}
+
+double peak_rss_gib() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
+}
+
+// The same message on every rank, said once by rank 0 (the caller checked a collective value).
+[[noreturn]] void stop_run(const std::string& msg) { throw CollectiveError(msg); }
+
+}  // namespace
+
+TrainResult run_training(const TrainArgs& a) {
+  DsConfig ds = DsConfig::from_file(a.ds_config);
+  auto topo = Topology::create(MPI_COMM_WORLD, a.tp_size ? a.tp_size : ds.autotp_size,
+                               a.dp_size ? a.dp_size : ds.data_parallel_size);
+  const bool root = topo.world_rank == 0;
+  if (a.micro_batch) ds.train_micro_batch_size_per_gpu = a.micro_batch;
+  if (a.grad_accum) ds.gradient_accumulation_steps = a.grad_accum;
+  if (a.micro_batch || a.grad_accum) ds.train_batch_size = 0;  // re-derived from the flags
+  ds.resolve_batch(topo.dp);
+  if (a.lr > 0) ds.optimizer.lr = a.lr;
+  if (a.zero_stage >= 0) ds.zero_stage = int(a.zero_stage);
+  const uint64_t seed = uint64_t(a.seed >= 0 ? a.seed : ds.seed);
+  if (ds.scheduler.total_num_steps <= 0) ds.scheduler.total_num_steps = a.num_steps;
+  fs::create_directories(a.out_dir);
+
+  std::unique_ptr<ModelFileReader> file;
+  ModelConfig mc = resolve_model(a.model_name, file);
+  auto pc = PartitionConfig::from_json(ds.tensor_parallel, ds.source);
+  PartitionPlan plan = build_plan(pc, mc, topo.tp);
+  if (root) {
+    for (auto& n : plan.notes) std::printf("autotp: note: %s\n", n.c_str());
+    if (!plan.unmatched.empty())
+      std::printf("autotp: %zu weights match no partition spec and are replicated on every TP "
+                  "rank (autotp-plan lists them)\n", plan.unmatched.size());
+  }
+
+  check(a.device != "cuda", "--device cuda: this build has no CUDA backend yet; use --device cpu");
+  CpuBackend backend;
+  auto tp_comm = make_mpi_comm(topo.tp_comm);
+  auto dp_comm = make_mpi_comm(topo.dp_comm);
+  Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, backend);
+  if (file)
+    model.load(*file);
+  else
+    model.init_random(seed);
+
+  ZeroOptimizer opt(ds.optimizer, ds.zero_stage, ds.gradient_clipping, model.layout(),
+                    model.params(), model.grads(), *dp_comm, *tp_comm);
+  LrSchedule schedule(ds.scheduler, ds.optimizer.lr);
+
+  Tokenizer tok = Tokenizer::load(a.tokenizer);
+  check(tok.vocab_size() <= mc.vocab_size, a.tokenizer, ": the tokenizer has ", tok.vocab_size(),
+        " tokens but the model's vocab_size is ", mc.vocab_size,
+        ": use the model's own tokenizer (--tokenizer)");
+  TokenFile tokens(prepare_tokens(a, tok, topo));
+  tokens.check_vocab(mc.vocab_size);
+  check_seq_length(a.seq_length, mc.max_position_embeddings);
+
+  SamplerConfig sc;
+  sc.seq_length = a.seq_length;
+  sc.micro_batch = ds.train_micro_batch_size_per_gpu;
+  sc.grad_accum = ds.gradient_accumulation_steps;
+  sc.dp = topo.dp;
+  sc.dp_rank = topo.dp_rank;
+  sc.seed = seed;
+  Sampler sampler(tokens.num_tokens(), sc);
+
+  const int64_t B = sc.micro_batch, T = a.seq_length, accum = sc.grad_accum;
+  const int64_t tokens_per_step = sc.global_batch() * T;
+  // FLOPs of one step, the whole job (anchors.md): 6 N tokens + 12 L H T tokens.
+  const double flops_per_step =
+      6.0 * double(mc.num_parameters()) * double(tokens_per_step) +
+      12.0 * double(mc.num_hidden_layers * mc.hidden_size * T) * double(tokens_per_step);
+  // Nominal peak per rank for MFU: a CPU core's fp32 FMA rate is about 0.05 TFLOP/s.
+  const double peak = a.peak_tflops > 0 ? a.peak_tflops : 0.05;
+
+  if (root) {
+    std::printf("autotp: %s model, %.2fM parameters, %s backend, TP %d x DP %d, ZeRO-%d\n",
+                mc.model_type.c_str(), mc.num_parameters() / 1e6, backend.name().c_str(), topo.tp,
+                topo.dp, ds.zero_stage);
+    std::printf("autotp: %lld tokens in %s, %lld samples of %lld tokens, global batch %lld "
+                "(micro %lld x accum %lld x dp %d)\n",
+                (long long)tokens.num_tokens(), a.data.c_str(), (long long)sampler.num_samples(),
+                (long long)T, (long long)sc.global_batch(), (long long)B, (long long)accum,
+                topo.dp);
+  }
+  std::unique_ptr<MetricsLog> log;
+  if (root) log = std::make_unique<MetricsLog>(a.out_dir + "/metrics.jsonl");
+
+  std::vector<int32_t> inputs(B * T), targets(B * T);
+  TrainResult result;
+  opt.zero_grad();
+  auto run_start = std::chrono::steady_clock::now();
+  for (int64_t step = 0; step < a.num_steps; ++step) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto batches = sampler.next();
+    if (step == 0) check_tp_identical(*tp_comm, topo.dp_rank, batches);
+    float loss_sum = 0;
+    for (int64_t m = 0; m < accum; ++m) {
+      fill_batch(tokens, T, batches[m], inputs.data(), targets.data());
+      loss_sum += model.forward(inputs.data(), targets.data(), int(B), int(T));
+      model.backward(1.0f / float(accum));
+    }
+    float loss = loss_sum / float(accum);
+    dp_comm->all_reduce_sum(&loss, 1);
+    loss /= float(topo.dp);
+    const double lr = schedule.lr(opt.step_count());
+    StepStats st = opt.step(lr);
+    model.params_changed();
+    if (!std::isfinite(loss) || !st.applied) {
+      std::string ids;
+      for (auto& mb : batches)
+        for (auto s : mb) ids += (ids.empty() ? "" : ",") + std::to_string(s);
+      stop_run("step " + std::to_string(step) + ": " +
+               (!std::isfinite(loss) ? "the loss is " + std::to_string(loss)
+                                     : "the gradient norm is " + std::to_string(st.grad_norm)) +
+               " (epoch " + std::to_string(sampler.state().epoch) + ", DP rank 0's samples " +
+               ids + "); the run stops: lower the learning rate or check the data");
+    }
+    result.losses.push_back(loss);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double mem = peak_rss_gib();
+    MPI_Allreduce(MPI_IN_PLACE, &mem, 1, MPI_DOUBLE, MPI_MAX, topo.world);
+    if (root && (step % a.log_interval == 0 || step + 1 == a.num_steps)) {
+      StepRecord r;
+      r.step = step + 1;
+      r.loss = loss;
+      r.lr = lr;
+      r.grad_norm = st.grad_norm;
+      r.step_ms = secs * 1e3;
+      r.tokens_per_s = double(tokens_per_step) / secs;
+      r.tflops = flops_per_step / secs / 1e12;
+      r.mfu = r.tflops / (peak * topo.world_size);
+      r.peak_mem_gib = mem;
+      r.epoch = sampler.state().epoch;
+      r.sample = sampler.state().position;
+      log->write(r);
+      double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      double eta = elapsed / double(step + 1) * double(a.num_steps - step - 1);
+      std::printf("step %5lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | "
+                  "%.3f TFLOP/s | MFU %.1f%% | mem %.2f GiB | %.0f ms | eta %.0fs\n",
+                  (long long)r.step, (long long)a.num_steps, r.loss, r.lr, r.grad_norm,
+                  r.tokens_per_s, r.tflops, 100.0 * r.mfu, r.peak_mem_gib, r.step_ms, eta);
+      std::fflush(stdout);
+    }
+  }
+  if (!result.losses.empty()) result.final_loss = result.losses.back();
+  if (root) {
+    log.reset();
+    if (plot_loss(a.out_dir + "/metrics.jsonl", a.out_dir + "/loss.png"))
+      std::printf("autotp: wrote %s/metrics.jsonl and %s/loss.png\n", a.out_dir.c_str(),
+                  a.out_dir.c_str());
+  }
+  topo.free();
+  return result;
+}
+
+}  // namespace autotp

@@ -1,0 +1,18 @@
+#pragma once
+// The training run behind autotp-train: topology, plan, model, ZeRO optimizer and DP sampler,
+// then the step loop (micro-batches -> AdamW step -> log), metrics.jsonl and loss.png.
+#include <vector>
+
+#include "train/train_args.hpp"
+
+namespace autotp {
+
+struct TrainResult {
+  std::vector<double> losses;  // DP-averaged loss of every step (the same on every rank)
+  double final_loss = 0;
+};
+
+// Collective over MPI_COMM_WORLD. Throws Error (CollectiveError when every rank knows it).
+TrainResult run_training(const TrainArgs& args);
+
+}  // namespace autotp

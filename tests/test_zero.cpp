@@ -1,0 +1,267 @@
+// Runs under mpirun -np 4. ZeRO stages 0, 1 and 2 on TP x DP = 1x4, 2x2 and 4x1 against a
+// serial AdamW (double precision) on the global problem, computed on every rank.
+//
+// The global problem: a model of six parameters, some TP-sharded and some replicated, some
+// without weight decay, whose local sizes (49 elements in all) do not divide dp, so the shards
+// are padded. A sharded parameter of local size L has global size L * tp and TP rank t holds
+// global elements [t * L, (t + 1) * L); a replicated one is the same on every TP rank. DP rank d
+// contributes gradient g_d, the update uses their mean. Gradients are small multiples of 2^-10
+// so every sum over ranks is exact, whatever order MPI adds in.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "dist/comm.hpp"
+#include "dist/topology.hpp"
+#include "optim/zero_optimizer.hpp"
+
+using namespace autotp;
+
+namespace {
+
+struct SlotDef {
+  const char* name;
+  size_t local;
+  bool replicated, decay;
+};
+const SlotDef kSlots[] = {{"embed", 13, false, true}, {"ln1", 7, true, false},
+                          {"qkv", 11, false, true},   {"bias", 5, false, false},
+                          {"ln2", 3, true, false},    {"head", 10, true, true}};
+constexpr int kSteps = 5;
+const double kLr[kSteps] = {1e-2, 2e-2, 3e-2, 2e-2, 1e-2};
+// Per-step gradient scales (powers of two keep the sums exact): clipping at kClip bites on
+// steps 0, 2 and 4 only.
+const double kScale[kSteps] = {1.0, 1.0 / 16, 2.0, 1.0 / 32, 1.0};
+constexpr double kClip = 0.1;
+
+OptimizerConfig adamw() {
+  OptimizerConfig oc;
+  oc.beta1 = 0.9;
+  oc.beta2 = 0.95;
+  oc.eps = 1e-3;  // comparable to the gradients: a wrong gradient scale changes the update
+  oc.weight_decay = 0.1;
+  return oc;
+}
+
+uint64_t mix(uint64_t x) {  // splitmix64's finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The global problem at one TP degree.
+struct Global {
+  int tp, dp;
+  std::vector<size_t> offset;  // global offset of each slot
+  size_t total = 0;
+
+  Global(int tp_, int dp_) : tp(tp_), dp(dp_) {
+    for (auto& s : kSlots) {
+      offset.push_back(total);
+      total += s.replicated ? s.local : s.local * tp;
+    }
+  }
+  // Global index of element o of slot s on TP rank t.
+  size_t index(size_t s, int t, size_t o) const {
+    return offset[s] + (kSlots[s].replicated ? 0 : size_t(t) * kSlots[s].local) + o;
+  }
+  static float param0(size_t j) {
+    const double u = double(mix(j) >> 11) / double(1ull << 53);
+    return float((mix(j + 7777) & 1 ? 1.0 : -1.0) * (0.5 + u));
+  }
+  // DP rank d's gradient of global element j at step k: an integer in [-64, 64] times 2^-10.
+  static float grad(size_t j, int d, int k) {
+    const int q = int(mix(j * 1000003ull + uint64_t(d) * 7919ull + uint64_t(k) * 104729ull) % 129);
+    return float((q - 64) / 1024.0 * kScale[k]);
+  }
+};
+
+struct Reference {
+  std::vector<double> p, m, v, norm;
+};
+
+// Serial AdamW in double on the global vectors; every element counted once in the norm.
+Reference serial_adamw(const Global& g) {
+  const auto oc = adamw();
+  Reference r;
+  for (size_t j = 0; j < g.total; ++j) r.p.push_back(Global::param0(j));
+  r.m.assign(g.total, 0.0);
+  r.v.assign(g.total, 0.0);
+  std::vector<bool> decay(g.total);
+  for (size_t s = 0; s < std::size(kSlots); ++s)
+    for (size_t j = g.offset[s]; j < (s + 1 < std::size(kSlots) ? g.offset[s + 1] : g.total); ++j)
+      decay[j] = kSlots[s].decay;
+  for (int k = 0; k < kSteps; ++k) {
+    std::vector<double> mean(g.total, 0.0);
+    double ss = 0.0;
+    for (size_t j = 0; j < g.total; ++j) {
+      for (int d = 0; d < g.dp; ++d) mean[j] += Global::grad(j, d, k);
+      mean[j] /= g.dp;
+      ss += mean[j] * mean[j];
+    }
+    const double norm = std::sqrt(ss), coef = std::min(1.0, kClip / (norm + 1e-6));
+    r.norm.push_back(norm);
+    const double lr = kLr[k], t = k + 1;
+    const double bc1 = 1 - std::pow(oc.beta1, t), bc2 = 1 - std::pow(oc.beta2, t);
+    for (size_t j = 0; j < g.total; ++j) {
+      const double gj = mean[j] * coef;
+      if (decay[j]) r.p[j] -= lr * oc.weight_decay * r.p[j];
+      r.m[j] = oc.beta1 * r.m[j] + (1 - oc.beta1) * gj;
+      r.v[j] = oc.beta2 * r.v[j] + (1 - oc.beta2) * gj * gj;
+      r.p[j] -= lr / bc1 * r.m[j] / (std::sqrt(r.v[j] / bc2) + oc.eps);
+    }
+  }
+  return r;
+}
+
+ParamLayout local_layout() {
+  ParamLayout l;
+  for (auto& s : kSlots) {
+    ParamSlot p;
+    p.name = s.name;
+    p.offset = l.total;
+    p.numel = s.local;
+    p.tp_replicated = s.replicated;
+    p.decay = s.decay;
+    l.total += s.local;
+    l.slots.push_back(p);
+  }
+  return l;
+}
+
+// Global index of each local flat element on this TP rank.
+std::vector<size_t> global_index(const Global& g, const ParamLayout& l, int tp_rank) {
+  std::vector<size_t> idx(l.total);
+  for (size_t s = 0; s < l.slots.size(); ++s)
+    for (size_t o = 0; o < l.slots[s].numel; ++o)
+      idx[l.slots[s].offset + o] = g.index(s, tp_rank, o);
+  return idx;
+}
+
+bool close(double got, double want, double rel, double abs_floor = 0.0) {
+  return std::abs(got - want) <= rel * std::abs(want) + abs_floor;
+}
+
+struct Snapshot {
+  std::vector<float> params, master, m, v;
+  int64_t step;
+  Snapshot(ZeroOptimizer& o, const std::vector<float>& p)
+      : params(p),
+        master(o.master().data, o.master().data + o.master().numel),
+        m(o.exp_avg().data, o.exp_avg().data + o.exp_avg().numel),
+        v(o.exp_avg_sq().data, o.exp_avg_sq().data + o.exp_avg_sq().numel),
+        step(o.step_count()) {}
+  bool operator==(const Snapshot& b) const {
+    return params == b.params && master == b.master && m == b.m && v == b.v && step == b.step;
+  }
+};
+
+}  // namespace
+
+TEST(Zero, StagesMatchTheSerialReferenceOnEveryTopology) {
+  const auto layout = local_layout();
+  for (auto [tp, dp] : {std::pair{1, 4}, {2, 2}, {4, 1}}) {
+    auto topo = Topology::create(MPI_COMM_WORLD, tp, dp);
+    auto tpc = make_mpi_comm(topo.tp_comm), dpc = make_mpi_comm(topo.dp_comm);
+    const Global g(tp, dp);
+    const Reference ref = serial_adamw(g);
+    const auto idx = global_index(g, layout, topo.tp_rank);
+    const std::string where = "tp=" + std::to_string(tp) + " dp=" + std::to_string(dp) + " rank " +
+                              std::to_string(topo.world_rank);
+    std::vector<std::vector<float>> finals;
+    for (int stage : {0, 1, 2}) {
+      for (size_t bucket : {ZeroOptimizer::kDefaultBucketNumel, size_t(5)}) {
+        const std::string run =
+            where + " stage " + std::to_string(stage) + " bucket " + std::to_string(bucket);
+        std::vector<float> params(layout.total), grads(layout.total);
+        for (size_t i = 0; i < layout.total; ++i) params[i] = Global::param0(idx[i]);
+        ZeroOptimizer opt(adamw(), stage, kClip, layout, params.data(), grads.data(), *dpc, *tpc,
+                          bucket);
+        auto fill = [&](int k) {
+          for (size_t i = 0; i < layout.total; ++i)
+            grads[i] = Global::grad(idx[i], topo.dp_rank, k);
+        };
+        // Memory: stages 1/2 keep state for the own shard only.
+        auto [lo, hi] = ZeroOptimizer::shard_range(layout.total, dp, topo.dp_rank);
+        EXPECT_EQ(opt.master().offset, stage == 0 ? 0 : lo) << run;
+        EXPECT_EQ(opt.master().numel, stage == 0 ? layout.total : hi - lo) << run;
+        EXPECT_EQ(opt.exp_avg().numel, opt.master().numel) << run;
+        EXPECT_LE(hi - lo, (layout.total + dp - 1) / dp) << run;
+
+        int k = 0;
+        auto good_step = [&] {
+          fill(k);
+          const auto st = opt.step(kLr[k]);
+          EXPECT_TRUE(st.applied) << run << " step " << k;
+          EXPECT_TRUE(close(st.grad_norm, ref.norm[k], 1e-6))
+              << run << " step " << k << ": norm " << st.grad_norm << " want " << ref.norm[k];
+          EXPECT_EQ(st.clip_coef < 1.0f, k % 2 == 0) << run << " step " << k;
+          ++k;
+        };
+        // A non-finite gradient on one rank: every rank skips, nothing moves.
+        auto bad_step = [&](size_t slot, int world_rank, float bad) {
+          fill(k);
+          if (topo.world_rank == world_rank) grads[layout.slots[slot].offset + 1] = bad;
+          const Snapshot before(opt, params);
+          const auto st = opt.step(kLr[k]);
+          EXPECT_FALSE(st.applied) << run;
+          EXPECT_FALSE(std::isfinite(st.grad_norm)) << run << " norm " << st.grad_norm;
+          EXPECT_TRUE(before == Snapshot(opt, params)) << run << ": a skipped step changed state";
+          for (float x : grads) ASSERT_EQ(x, 0.0f) << run << ": grads not zeroed";
+        };
+        good_step();
+        good_step();
+        good_step();
+        bad_step(0, 1, std::numeric_limits<float>::quiet_NaN());  // sharded slot
+        // Replicated slot on the last rank: tp_rank tp - 1, whose copy the norm does not count
+        // when tp > 1.
+        bad_step(1, 3, std::numeric_limits<float>::infinity());
+        good_step();
+        good_step();
+        EXPECT_EQ(opt.step_count(), kSteps) << run;
+
+        for (size_t i = 0; i < layout.total; ++i)
+          EXPECT_TRUE(close(params[i], ref.p[idx[i]], 1e-6))
+              << run << " element " << i << ": " << params[i] << " want " << ref.p[idx[i]];
+        // m sums gradients of both signs: judge it against its own scale, not each value.
+        double m_scale = 0, v_scale = 0;
+        for (double x : ref.m) m_scale = std::max(m_scale, std::abs(x));
+        for (double x : ref.v) v_scale = std::max(v_scale, x);
+        const auto ms = opt.master(), m = opt.exp_avg(), v = opt.exp_avg_sq();
+        for (size_t i = 0; i < ms.numel; ++i) {
+          const size_t j = idx[ms.offset + i];
+          EXPECT_EQ(ms.data[i], params[ms.offset + i]) << run;
+          EXPECT_TRUE(close(m.data[i], ref.m[j], 1e-6, 1e-6 * m_scale))
+              << run << " m " << i << ": " << m.data[i] << " want " << ref.m[j];
+          EXPECT_TRUE(close(v.data[i], ref.v[j], 1e-6, 1e-6 * v_scale)) << run << " v " << i;
+        }
+        finals.push_back(params);
+      }
+    }
+    for (size_t r = 1; r < finals.size(); ++r)
+      for (size_t i = 0; i < layout.total; ++i)
+        EXPECT_TRUE(close(finals[r][i], finals[0][i], 1e-6)) << where << " run " << r;
+    topo.free();
+  }
+}
+
+// The norm counts replicated parameters once: with tp = 4 and only a replicated slot carrying
+// gradient, the norm is that slot's norm, not twice it.
+TEST(Zero, ReplicatedSlotsCountOnce) {
+  auto topo = Topology::create(MPI_COMM_WORLD, 4, 1);
+  auto tpc = make_mpi_comm(topo.tp_comm), dpc = make_mpi_comm(topo.dp_comm);
+  ParamLayout l;
+  l.slots.push_back({"norm", nullptr, 0, 2, true, false});
+  l.slots.push_back({"w", nullptr, 2, 1, false, true});
+  l.total = 3;
+  std::vector<float> p(3, 1.0f), g = {3.0f, 4.0f, 0.0f};
+  ZeroOptimizer opt(adamw(), 2, 0.0, l, p.data(), g.data(), *dpc, *tpc);
+  EXPECT_DOUBLE_EQ(opt.step(0.0).grad_norm, 5.0);
+  g = {0.0f, 0.0f, 1.0f};  // the sharded element counts on all 4 TP ranks: sqrt(4)
+  EXPECT_DOUBLE_EQ(opt.step(0.0).grad_norm, 2.0);
+  topo.free();
+}
