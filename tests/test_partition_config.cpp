@@ -344,17 +344,19 @@ TEST(PartitionConfig, UnpairedSplitsAreNotedNotRefused) {
   json specs = {tiny_specs()[0], tiny_specs()[2], tiny_specs()[3]};  // o_proj unmatched
   PartitionPlan plan = build_plan(parse(tp_block(specs)), tiny(), 2);
   std::string e = joined(plan);
-  EXPECT_TRUE(has(e, "self_attn.qkv_proj.weight is layer_specs[0] column shape "
-                     "[[128,64,64],-1] but o_proj.weight is unmatched -> replicated: the "
-                     "attention runs with its activation all-gathered"))
+  EXPECT_TRUE(has(e,
+                  "self_attn.qkv_proj.weight is layer_specs[0] column shape "
+                  "[[128,64,64],-1] but o_proj.weight is unmatched -> replicated: the "
+                  "attention runs with its activation all-gathered"))
       << e;
   EXPECT_TRUE(has(e, "model.layers.{0-3}.self_attn.qkv_proj.weight")) << e;  // one line
   EXPECT_FALSE(has(joined(build_plan(parse(tp_block(specs)), tiny(), 1)), "all-gathered"));
   json col_down = tiny_specs();
   col_down[3] = spec(kDown, "column");
   e = joined(build_plan(parse(tp_block(col_down)), tiny(), 2));
-  EXPECT_TRUE(has(e, "down_proj.weight is layer_specs[3] column (split along its output): the "
-                     "MLP runs with its activation all-gathered"))
+  EXPECT_TRUE(has(e,
+                  "down_proj.weight is layer_specs[3] column (split along its output): the "
+                  "MLP runs with its activation all-gathered"))
       << e;
   EXPECT_FALSE(has(joined(build_plan(parse(tp_block(tiny_specs())), tiny(), 2)), "all-gathered"));
 }

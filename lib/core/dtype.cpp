@@ -6,13 +6,18 @@
 
 namespace autotp {
 
-size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+size_t dtype_size(DType t) {
+  return t == DType::F32 ? 4 : 2;
+}
 
 std::string dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
   }
   return "?";
 }
@@ -52,12 +57,12 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&u, &f, 4);
   uint16_t sign = uint16_t((u >> 16) & 0x8000);
   uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7e00;           // NaN
-  if (a >= 0x477ff000u) return sign | 0x7c00;          // overflow -> inf (after rounding)
-  if (a < 0x38800000u) {                               // subnormal or zero in f16
-    if (a < 0x33000000u) return sign;                  // rounds to zero
+  if (a > 0x7f800000u) return sign | 0x7e00;   // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00;  // overflow -> inf (after rounding)
+  if (a < 0x38800000u) {                       // subnormal or zero in f16
+    if (a < 0x33000000u) return sign;          // rounds to zero
     uint32_t e = a >> 23, m = (a & 0x7fffff) | 0x800000;
-    uint32_t shift = 126 - e;                          // 14..24
+    uint32_t shift = 126 - e;  // 14..24
     uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
     if (rem > half || (rem == half && (r & 1))) ++r;
     return sign | uint16_t(r);

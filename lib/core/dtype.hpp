@@ -11,7 +11,7 @@ namespace autotp {
 enum class DType { F32, F16, BF16 };
 
 size_t dtype_size(DType t);
-std::string dtype_name(DType t);            // "F32", "F16", "BF16" (safetensors spelling)
+std::string dtype_name(DType t);              // "F32", "F16", "BF16" (safetensors spelling)
 DType dtype_from_name(const std::string& s);  // throws Error naming s and the accepted names
 
 inline float bf16_to_f32(uint16_t h) {

@@ -47,6 +47,8 @@ class MpiComm final : public Comm {
 
 }  // namespace
 
-std::unique_ptr<Comm> make_mpi_comm(MPI_Comm comm) { return std::make_unique<MpiComm>(comm); }
+std::unique_ptr<Comm> make_mpi_comm(MPI_Comm comm) {
+  return std::make_unique<MpiComm>(comm);
+}
 
 }  // namespace autotp

@@ -16,7 +16,8 @@ Topology Topology::create(MPI_Comm world, int64_t tp, int64_t dp) {
   if (tp <= 0 || dp <= 0 || tp * dp != ws) {
     throw CollectiveError("world size " + std::to_string(ws) + " is not tp_size " +
                           std::to_string(tp) + " x dp_size " + std::to_string(dp) +
-                          ": launch with mpirun -np " + std::to_string(tp > 0 && dp > 0 ? tp * dp : ws) +
+                          ": launch with mpirun -np " +
+                          std::to_string(tp > 0 && dp > 0 ? tp * dp : ws) +
                           ", or set --tp_size/--dp_size (or autotp_size/data_parallel_size in "
                           "the ds_config) so that their product is the number of ranks");
   }

@@ -60,7 +60,8 @@ bool TrainArgs::parse(int argc, char** argv) {
     std::cout << "usage: mpirun -np N autotp-train [options]\n" << d;
     return false;
   }
-  check(device == "auto" || device == "cpu" || device == "cuda", "--device must be auto, cpu or cuda, got '", device, "'");
+  check(device == "auto" || device == "cpu" || device == "cuda",
+        "--device must be auto, cpu or cuda, got '", device, "'");
   check(seq_length > 0, "--seq_length must be positive");
   check(num_steps >= 0, "--num_steps must not be negative");
   if (ds_config.empty()) ds_config = configs_dir() + "/tiny.json";

@@ -9,8 +9,8 @@
 namespace autotp {
 
 struct TrainArgs {
-  std::string model_name = "tiny";  // preset name, config.json, or an autotp HDF5 model file
-  std::string ds_config;            // "" = configs/tiny.json of this installation
+  std::string model_name = "tiny";   // preset name, config.json, or an autotp HDF5 model file
+  std::string ds_config;             // "" = configs/tiny.json of this installation
   int64_t tp_size = 0, dp_size = 0;  // 0 = from the ds_config, else inferred
   int64_t seq_length = 128;
   int64_t num_steps = 100;

@@ -4,11 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "config/ds_config.hpp"
 #include "core/error.hpp"
@@ -35,7 +37,8 @@ namespace fs = std::filesystem;
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 ModelConfig resolve_model(const std::string& name, std::unique_ptr<ModelFileReader>& file) {
@@ -81,13 +84,15 @@ double peak_rss_gib() {
 }
 
 // The same message on every rank, said once by rank 0 (the caller checked a collective value).
-[[noreturn]] void stop_run(const std::string& msg) { throw CollectiveError(msg); }
+[[noreturn]] void stop_run(const std::string& msg) {
+  throw CollectiveError(msg);
+}
 
 }  // namespace
 
-TrainResult run_training(const TrainArgs& a) {
+TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   DsConfig ds = DsConfig::from_file(a.ds_config);
-  auto topo = Topology::create(MPI_COMM_WORLD, a.tp_size ? a.tp_size : ds.autotp_size,
+  auto topo = Topology::create(world, a.tp_size ? a.tp_size : ds.autotp_size,
                                a.dp_size ? a.dp_size : ds.data_parallel_size);
   const bool root = topo.world_rank == 0;
   if (a.micro_batch) ds.train_micro_batch_size_per_gpu = a.micro_batch;
@@ -107,11 +112,15 @@ TrainResult run_training(const TrainArgs& a) {
   if (root) {
     for (auto& n : plan.notes) std::printf("autotp: note: %s\n", n.c_str());
     if (!plan.unmatched.empty())
-      std::printf("autotp: %zu weights match no partition spec and are replicated on every TP "
-                  "rank (autotp-plan lists them)\n", plan.unmatched.size());
+      std::printf(
+          "autotp: %zu weights match no partition spec and are replicated on every TP "
+          "rank (autotp-plan lists them)\n",
+          plan.unmatched.size());
   }
 
   check(a.device != "cuda", "--device cuda: this build has no CUDA backend yet; use --device cpu");
+  // Ranks sharing a node split its cores: BLAS threads beyond that only contend.
+  CpuBackend::set_threads(std::max(1, int(std::thread::hardware_concurrency()) / topo.local_size));
   CpuBackend backend;
   auto tp_comm = make_mpi_comm(topo.tp_comm);
   auto dp_comm = make_mpi_comm(topo.dp_comm);
@@ -155,11 +164,11 @@ TrainResult run_training(const TrainArgs& a) {
     std::printf("autotp: %s model, %.2fM parameters, %s backend, TP %d x DP %d, ZeRO-%d\n",
                 mc.model_type.c_str(), mc.num_parameters() / 1e6, backend.name().c_str(), topo.tp,
                 topo.dp, ds.zero_stage);
-    std::printf("autotp: %lld tokens in %s, %lld samples of %lld tokens, global batch %lld "
-                "(micro %lld x accum %lld x dp %d)\n",
-                (long long)tokens.num_tokens(), a.data.c_str(), (long long)sampler.num_samples(),
-                (long long)T, (long long)sc.global_batch(), (long long)B, (long long)accum,
-                topo.dp);
+    std::printf(
+        "autotp: %lld tokens in %s, %lld samples of %lld tokens, global batch %lld "
+        "(micro %lld x accum %lld x dp %d)\n",
+        (long long)tokens.num_tokens(), a.data.c_str(), (long long)sampler.num_samples(),
+        (long long)T, (long long)sc.global_batch(), (long long)B, (long long)accum, topo.dp);
   }
   std::unique_ptr<MetricsLog> log;
   if (root) log = std::make_unique<MetricsLog>(a.out_dir + "/metrics.jsonl");
@@ -191,8 +200,8 @@ TrainResult run_training(const TrainArgs& a) {
       stop_run("step " + std::to_string(step) + ": " +
                (!std::isfinite(loss) ? "the loss is " + std::to_string(loss)
                                      : "the gradient norm is " + std::to_string(st.grad_norm)) +
-               " (epoch " + std::to_string(sampler.state().epoch) + ", DP rank 0's samples " +
-               ids + "); the run stops: lower the learning rate or check the data");
+               " (epoch " + std::to_string(sampler.state().epoch) + ", DP rank 0's samples " + ids +
+               "); the run stops: lower the learning rate or check the data");
     }
     result.losses.push_back(loss);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -215,10 +224,11 @@ TrainResult run_training(const TrainArgs& a) {
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
       double eta = elapsed / double(step + 1) * double(a.num_steps - step - 1);
-      std::printf("step %5lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | "
-                  "%.3f TFLOP/s | MFU %.1f%% | mem %.2f GiB | %.0f ms | eta %.0fs\n",
-                  (long long)r.step, (long long)a.num_steps, r.loss, r.lr, r.grad_norm,
-                  r.tokens_per_s, r.tflops, 100.0 * r.mfu, r.peak_mem_gib, r.step_ms, eta);
+      std::printf(
+          "step %5lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | "
+          "%.3f TFLOP/s | MFU %.1f%% | mem %.2f GiB | %.0f ms | eta %.0fs\n",
+          (long long)r.step, (long long)a.num_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s,
+          r.tflops, 100.0 * r.mfu, r.peak_mem_gib, r.step_ms, eta);
       std::fflush(stdout);
     }
   }

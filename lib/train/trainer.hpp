@@ -1,6 +1,8 @@
 #pragma once
 // The training run behind autotp-train: topology, plan, model, ZeRO optimizer and DP sampler,
 // then the step loop (micro-batches -> AdamW step -> log), metrics.jsonl and loss.png.
+#include <mpi.h>
+
 #include <vector>
 
 #include "train/train_args.hpp"
@@ -12,7 +14,8 @@ struct TrainResult {
   double final_loss = 0;
 };
 
-// Collective over MPI_COMM_WORLD. Throws Error (CollectiveError when every rank knows it).
-TrainResult run_training(const TrainArgs& args);
+// Collective over `world` (MPI_COMM_WORLD for autotp-train; tests run several topologies in one
+// job on sub-communicators). Throws Error (CollectiveError when every rank knows it).
+TrainResult run_training(const TrainArgs& args, MPI_Comm world = MPI_COMM_WORLD);
 
 }  // namespace autotp

@@ -8,6 +8,7 @@ namespace autotp {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  static void set_threads(int n);  // OpenBLAS threads of this process
 
   void* alloc_bytes(size_t bytes) override;
   void free_bytes(void* p) override;

@@ -20,3 +20,11 @@ void CpuBackend::matmul(int64_t M, int64_t N, int64_t K, const float* A, bool tr
 }
 
 }  // namespace autotp
+
+namespace autotp {
+
+void CpuBackend::set_threads(int n) {
+  openblas_set_num_threads(n);
+}
+
+}  // namespace autotp
