@@ -11,6 +11,7 @@
 #include "io/hf_checkpoint.hpp"
 #include "io/model_file.hpp"
 #include "io_test_util.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 using iotest::fixture;
@@ -19,20 +20,6 @@ using iotest::TempDir;
 using iotest::Tensor;
 
 namespace {
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool has(const std::string& msg, const std::string& part) {
-  return msg.find(part) != std::string::npos;
-}
 
 bool any_has(const std::vector<std::string>& notes, const std::string& part) {
   for (auto& n : notes)

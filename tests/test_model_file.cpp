@@ -10,6 +10,7 @@
 #include "io/hf_checkpoint.hpp"
 #include "io/model_file.hpp"
 #include "io_test_util.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 using iotest::fixture;
@@ -18,20 +19,6 @@ using iotest::TempDir;
 using iotest::write_bytes;
 
 namespace {
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool has(const std::string& msg, const std::string& part) {
-  return msg.find(part) != std::string::npos;
-}
 
 const std::string& phi4_config() {
   static const std::string text = read_bytes(fixture("phi4_tiny/config.json"));

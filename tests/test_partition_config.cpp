@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "partition/plan.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 using nlohmann::json;
@@ -64,10 +65,6 @@ std::string plan_error(const json& tp, const ModelConfig& mc, int64_t tp_size) {
     return e.what();
   }
   return "(accepted)";
-}
-
-bool has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 }  // namespace

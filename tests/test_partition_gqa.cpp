@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "partition/gqa_check.hpp"
 #include "partition/plan.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 using nlohmann::json;
@@ -40,10 +41,6 @@ std::string plan_error(const json& tp_block, const std::string& model, int64_t t
     return e.what();
   }
   return "";
-}
-
-bool has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 const json kPhi4Qkv = {{5120, 1280, 1280}, -1};

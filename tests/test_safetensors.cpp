@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
 #include "io_test_util.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 using iotest::fixture;
@@ -19,17 +20,6 @@ using iotest::write_bytes;
 using iotest::write_raw_safetensors;
 
 namespace {
-
-// The error message of f(), or "" if it did not throw autotp::Error.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // Splits a safetensors file into its header JSON and data section.
 void split_file(const std::string& bytes, nlohmann::ordered_json& header, std::string& data) {

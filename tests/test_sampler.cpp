@@ -10,6 +10,7 @@
 #include "data/token_file.hpp"
 #include "dist/comm.hpp"
 #include "dist/topology.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 
@@ -47,15 +48,6 @@ std::vector<int64_t> global_batch_of(const std::vector<std::vector<int64_t>>& al
   for (int d = 0; d < g.dp; ++d)
     for (size_t j = 0; j < per_rank; ++j) batch[d + j * g.dp] = all[size_t(d * g.tp)][j];
   return batch;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "core/error.hpp"
 #include "data/corpus.hpp"
 #include "data/token_file.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 
@@ -19,15 +20,6 @@ namespace {
 
 std::string temp_path(const std::string& name) {
   return std::string(AUTOTP_BINARY_DIR) + "/test_token_file_" + name;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 void expect_has(const std::string& msg, const std::string& part) {

@@ -15,6 +15,7 @@
 #include "data/pretokenizer.hpp"
 #include "data/tokenizer.hpp"
 #include "data/unicode.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 using nlohmann::json;
@@ -28,15 +29,6 @@ json load_json(const std::string& path) {
   std::ifstream f(path);
   EXPECT_TRUE(f) << path;
   return json::parse(f);
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::string temp_path(const std::string& name) {
