@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "core/cli.hpp"
 #include "core/error.hpp"
 #include "io/hf_checkpoint.hpp"
 
@@ -25,21 +26,14 @@ int main(int argc, char** argv) {
       "default 5GiB)");
   po::options_description hidden;
   hidden.add_options()("input", po::value(&in))("output", po::value(&out));
-  po::options_description all;
-  all.add(named).add(hidden);
   po::positional_options_description pos;
   pos.add("input", 1).add("output", 1);
   const char* usage =
       "usage: autotp-convert HF_DIR OUT.h5 [options]   (Hugging Face checkpoint -> model file)\n"
       "       autotp-convert IN.h5 HF_DIR [options]    (model file -> Hugging Face checkpoint)\n";
-  try {
+  return autotp::tool_main("autotp-convert", [&] {
     po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-    if (vm.count("help")) {
-      std::cout << usage << named << "\n";
-      return 0;
-    }
+    if (!autotp::parse_command_line(argc, argv, named, vm, usage, &hidden, &pos)) return 0;
     if (in.empty() || out.empty()) {
       std::cerr << "autotp-convert: error: INPUT and OUTPUT are required\n"
                 << usage << named << "\n";
@@ -56,12 +50,5 @@ int main(int argc, char** argv) {
       autotp::fail("--to '", to, "': expected h5 or hf");
     for (auto& n : notes) std::cout << "autotp-convert: " << n << "\n";
     return 0;
-  } catch (const autotp::Error& e) {
-    std::cerr << "autotp-convert: error: " << e.what() << "\n";
-  } catch (const po::error& e) {
-    std::cerr << "autotp-convert: error: " << e.what() << "\n" << usage;
-  } catch (const std::exception& e) {  // filesystem or allocation failures
-    std::cerr << "autotp-convert: error: " << e.what() << "\n";
-  }
-  return 1;
+  });
 }

@@ -8,6 +8,7 @@
 
 #include "config/ds_config.hpp"
 #include "config/model_config.hpp"
+#include "core/cli.hpp"
 #include "core/error.hpp"
 #include "io/model_file.hpp"
 #include "partition/plan_report.hpp"
@@ -61,16 +62,7 @@ int run(int argc, char** argv) {
     ("all_layers", "print every layer instead of grouping identical ones");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    fail(e.what(), " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (!parse_command_line(argc, argv, desc, vm, "")) return 0;
   check(!ds_path.empty(), "--deepspeed_config is required (see --help)");
   check(!model.empty(), "--model_name is required (see --help)");
 
@@ -102,12 +94,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const Error& e) {
-    std::cerr << "autotp-plan: error: " << e.what() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "autotp-plan: error: " << e.what() << "\n";
-  }
-  return 1;
+  return tool_main("autotp-plan", [&] { return run(argc, argv); });
 }

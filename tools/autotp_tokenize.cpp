@@ -7,6 +7,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "core/cli.hpp"
 #include "core/error.hpp"
 #include "data/bpe_trainer.hpp"
 #include "data/corpus.hpp"
@@ -46,16 +47,7 @@ int run(int argc, char** argv) {
       po::value<std::string>()->default_value("<|endoftext|>,<|im_start|>,<|im_end|>"),
       "with --train: comma-separated special tokens, ids 0, 1, ...");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    fail(e.what(), " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (!parse_command_line(argc, argv, opts, vm, "")) return 0;
   check(vm.count("input") && vm.count("output"), "--input and --output are required (see --help)");
   const std::string input = vm["input"].as<std::string>(), output = vm["output"].as<std::string>();
   auto t0 = std::chrono::steady_clock::now();
@@ -91,10 +83,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const Error& e) {
-    std::cerr << "autotp-tokenize: " << e.what() << "\n";
-    return 1;
-  }
+  return tool_main("autotp-tokenize", [&] { return run(argc, argv); });
 }

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "core/cli.hpp"
 #include "core/error.hpp"
 
 namespace autotp {
@@ -50,16 +51,8 @@ bool TrainArgs::parse(int argc, char** argv) {
     ("local_rank", po::value<int>(), "accepted for DeepSpeed compatibility; ignored");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, d), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    fail("autotp-train: ", e.what(), " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << "usage: mpirun -np N autotp-train [options]\n" << d;
+  if (!parse_command_line(argc, argv, d, vm, "usage: mpirun -np N autotp-train [options]\n"))
     return false;
-  }
   check(device == "auto" || device == "cpu" || device == "cuda",
         "--device must be auto, cpu or cuda, got '", device, "'");
   check(seq_length > 0, "--seq_length must be positive");
