@@ -88,17 +88,32 @@ double peak_rss_gib() {
   throw CollectiveError(msg);
 }
 
+// Every rank reads the same configs and fails on them alike: rank 0 says it once.
+template <typename F>
+auto same_on_every_rank(F&& f) {
+  try {
+    return f();
+  } catch (const CollectiveError&) {
+    throw;
+  } catch (const Error& e) {
+    throw CollectiveError(e.what());
+  }
+}
+
 }  // namespace
 
 TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
-  DsConfig ds = DsConfig::from_file(a.ds_config);
+  DsConfig ds = same_on_every_rank([&] { return DsConfig::from_file(a.ds_config); });
   auto topo = Topology::create(world, a.tp_size ? a.tp_size : ds.autotp_size,
                                a.dp_size ? a.dp_size : ds.data_parallel_size);
   const bool root = topo.world_rank == 0;
   if (a.micro_batch) ds.train_micro_batch_size_per_gpu = a.micro_batch;
   if (a.grad_accum) ds.gradient_accumulation_steps = a.grad_accum;
   if (a.micro_batch || a.grad_accum) ds.train_batch_size = 0;  // re-derived from the flags
-  ds.resolve_batch(topo.dp);
+  same_on_every_rank([&] {
+    ds.resolve_batch(topo.dp);
+    return 0;
+  });
   if (a.lr > 0) ds.optimizer.lr = a.lr;
   if (a.zero_stage >= 0) ds.zero_stage = int(a.zero_stage);
   const uint64_t seed = uint64_t(a.seed >= 0 ? a.seed : ds.seed);
@@ -106,9 +121,10 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   fs::create_directories(a.out_dir);
 
   std::unique_ptr<ModelFileReader> file;
-  ModelConfig mc = resolve_model(a.model_name, file);
-  auto pc = PartitionConfig::from_json(ds.tensor_parallel, ds.source);
-  PartitionPlan plan = build_plan(pc, mc, topo.tp);
+  ModelConfig mc = same_on_every_rank([&] { return resolve_model(a.model_name, file); });
+  PartitionPlan plan = same_on_every_rank([&] {
+    return build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), mc, topo.tp);
+  });
   if (root) {
     for (auto& n : plan.notes) std::printf("autotp: note: %s\n", n.c_str());
     if (!plan.unmatched.empty())
@@ -197,7 +213,7 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
       std::string ids;
       for (auto& mb : batches)
         for (auto s : mb) ids += (ids.empty() ? "" : ",") + std::to_string(s);
-      stop_run("step " + std::to_string(step) + ": " +
+      stop_run("step " + std::to_string(step + 1) + ": " +
                (!std::isfinite(loss) ? "the loss is " + std::to_string(loss)
                                      : "the gradient norm is " + std::to_string(st.grad_norm)) +
                " (epoch " + std::to_string(sampler.state().epoch) + ", DP rank 0's samples " + ids +
