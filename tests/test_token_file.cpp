@@ -195,7 +195,8 @@ TEST(Tool, AutotpTokenizeTrainsAndEncodes) {
   EXPECT_EQ(eos, 449);
 
   EXPECT_EQ(run_tool("--input x", out), 1);
-  EXPECT_NE(out.find("autotp-tokenize: error: --input and --output are required"), std::string::npos)
+  EXPECT_NE(out.find("autotp-tokenize: error: --input and --output are required"),
+            std::string::npos)
       << out;
   EXPECT_EQ(run_tool("--tokenizer " + tok_json + " --input " + corpus + " --output " + tok_file +
                          " --eos '<|im_sep|>'",
