@@ -1,5 +1,8 @@
 #pragma once
 // Shared by the model tests: tiny configs with every Phi-4 feature on, hand-made plans.
+#include <gtest/gtest.h>
+
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -71,6 +74,17 @@ inline PartitionPlan replicated_plan(const ModelConfig& c, int64_t tp = 1) {
 inline bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// ||a - b|| / ||b|| (the absolute norm when b is all zeros), in double.
+inline double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
 }  // namespace autotp::test

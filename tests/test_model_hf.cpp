@@ -11,8 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "model/phi3_model.hpp"
+#include "model_test_util.hpp"
 
 namespace autotp {
+using autotp::test::rel_err;
+
 namespace {
 
 // A minimal safetensors reader (F32 and I32 only), so that this test does not depend on io.
@@ -48,17 +51,6 @@ Tensors read_safetensors(const std::string& path) {
     }
   }
   return t;
-}
-
-// ||a - b|| / ||b||
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
 }
 
 void compare_with_hf(const std::string& name) {

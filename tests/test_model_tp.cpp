@@ -20,6 +20,7 @@
 namespace autotp {
 namespace {
 
+using test::rel_err;
 using test::Split;
 
 struct Result {
@@ -85,16 +86,6 @@ Result run(const ModelConfig& cfg, const PartitionPlan& plan, MPI_Comm group,
     res.grads[slot.name] = gather_full(*slot.spec, m.grad_shard(slot.name), group, replicas_equal);
   }
   return res;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
 // ---- plans: built by build_plan from a ds_config block, or by hand for what it rejects ----
