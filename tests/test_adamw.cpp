@@ -8,12 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "kernels/cpu/cpu_backend.hpp"
 #include "optim/adamw.hpp"
 #include "optim/zero_optimizer.hpp"
 
 using namespace autotp;
 
 namespace {
+
+CpuBackend cpu;  // host memory: the tests hand the optimizer std::vector buffers
 
 nlohmann::json load_fixture() {
   const std::string path =
@@ -53,7 +56,7 @@ TEST(AdamW, MatchesTorchWithClippingAndTwoGroups) {
   auto dp = make_mpi_comm(MPI_COMM_SELF), tp = make_mpi_comm(MPI_COMM_SELF);
   for (int stage : {0, 1, 2}) {
     auto p = params;
-    ZeroOptimizer opt(oc, stage, fx["max_norm"], layout, p.data(), grads.data(), *dp, *tp);
+    ZeroOptimizer opt(oc, stage, fx["max_norm"], layout, p.data(), grads.data(), *dp, *tp, cpu);
     int clipped = 0;
     double worst = 0;
     for (size_t k = 0; k < fx["grads"].size(); ++k) {
@@ -87,7 +90,7 @@ TEST(AdamW, ZeroGradientLeavesOnlyTheDecay) {
   const auto layout = two_groups(3, 2);
   std::vector<float> p = {1, -2, 4, 8, 16}, g(5, 0.0f);
   auto dp = make_mpi_comm(MPI_COMM_SELF), tp = make_mpi_comm(MPI_COMM_SELF);
-  ZeroOptimizer opt(oc, 0, 0.0, layout, p.data(), g.data(), *dp, *tp);
+  ZeroOptimizer opt(oc, 0, 0.0, layout, p.data(), g.data(), *dp, *tp, cpu);
   const auto st = opt.step(0.25);  // 1 - 0.25 * 0.5 = 0.875
   EXPECT_TRUE(st.applied);
   EXPECT_EQ(st.grad_norm, 0.0);
@@ -100,7 +103,7 @@ TEST(AdamW, RejectsWhatItCannotDo) {
   auto dp = make_mpi_comm(MPI_COMM_SELF), tp = make_mpi_comm(MPI_COMM_SELF);
   auto message = [&](OptimizerConfig oc, int stage, double clip) -> std::string {
     try {
-      ZeroOptimizer opt(oc, stage, clip, layout, p.data(), g.data(), *dp, *tp);
+      ZeroOptimizer opt(oc, stage, clip, layout, p.data(), g.data(), *dp, *tp, cpu);
     } catch (const Error& e) {
       return e.what();
     }
@@ -120,7 +123,7 @@ TEST(AdamW, RejectsWhatItCannotDo) {
   auto gap = layout;
   gap.slots[1].offset = 4;
   try {
-    ZeroOptimizer opt({}, 0, 0, gap, p.data(), g.data(), *dp, *tp);
+    ZeroOptimizer opt({}, 0, 0, gap, p.data(), g.data(), *dp, *tp, cpu);
     FAIL() << "a layout with a gap must be refused";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("slot 'not_decayed'"), std::string::npos) << e.what();

@@ -16,11 +16,14 @@
 
 #include "dist/comm.hpp"
 #include "dist/topology.hpp"
+#include "kernels/cpu/cpu_backend.hpp"
 #include "optim/zero_optimizer.hpp"
 
 using namespace autotp;
 
 namespace {
+
+CpuBackend cpu;  // host memory: the tests hand the optimizer std::vector buffers
 
 struct SlotDef {
   const char* name;
@@ -180,7 +183,7 @@ TEST(Zero, StagesMatchTheSerialReferenceOnEveryTopology) {
         std::vector<float> params(layout.total), grads(layout.total);
         for (size_t i = 0; i < layout.total; ++i) params[i] = Global::param0(idx[i]);
         ZeroOptimizer opt(adamw(), stage, kClip, layout, params.data(), grads.data(), *dpc, *tpc,
-                          bucket);
+                          cpu, bucket);
         auto fill = [&](int k) {
           for (size_t i = 0; i < layout.total; ++i)
             grads[i] = Global::grad(idx[i], topo.dp_rank, k);
@@ -259,7 +262,7 @@ TEST(Zero, ReplicatedSlotsCountOnce) {
   l.slots.push_back({"w", nullptr, 2, 1, false, true});
   l.total = 3;
   std::vector<float> p(3, 1.0f), g = {3.0f, 4.0f, 0.0f};
-  ZeroOptimizer opt(adamw(), 2, 0.0, l, p.data(), g.data(), *dpc, *tpc);
+  ZeroOptimizer opt(adamw(), 2, 0.0, l, p.data(), g.data(), *dpc, *tpc, cpu);
   EXPECT_DOUBLE_EQ(opt.step(0.0).grad_norm, 5.0);
   g = {0.0f, 0.0f, 1.0f};  // the sharded element counts on all 4 TP ranks: sqrt(4)
   EXPECT_DOUBLE_EQ(opt.step(0.0).grad_norm, 2.0);

@@ -1,7 +1,9 @@
 #pragma once
 // The collectives the parallel layers and the optimizer use, over one group (TP or DP).
-// Buffers are plain host memory here; the CUDA backend adds device-buffer communicators
-// (NCCL, or MPI staged through host memory) behind the same interface.
+// A Comm is paired with a Backend: it takes buffers in that backend's memory, and also plain
+// host memory (the optimizer's and the trainer's scalars). make_mpi_comm is the host-memory
+// one; the CUDA build adds device-buffer communicators (NCCL, or MPI staged through host
+// memory) behind the same interface.
 #include <mpi.h>
 
 #include <cstddef>

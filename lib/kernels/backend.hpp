@@ -28,6 +28,15 @@ struct VocabBlock {
   int64_t col = 0, begin = 0, len = 0;
 };
 
+// The per-step constants of one AdamW update (optim/adamw.hpp computes them and states the
+// math, in torch.optim.AdamW's operation order).
+struct AdamWStep {
+  float decay_factor = 1.0f;  // 1 - lr * wd
+  float one_minus_beta1 = 0.1f, beta2 = 0.999f, one_minus_beta2 = 0.001f;
+  float bc2_sqrt = 1.0f, eps = 1e-8f;
+  float neg_step_size = 0.0f;  // -lr / bc1
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -119,6 +128,16 @@ class Backend {
   virtual void ce_backward(float* logits, int64_t N, int64_t V, const float* m, const float* s,
                            const int32_t* targets, const std::vector<VocabBlock>& blocks,
                            int32_t ignore_index, float scale) = 0;
+
+  // ---- optimizer (fp32 on every backend) ----
+  // One AdamW update of n elements (optim/adamw.hpp has the math): p, m, v updated in place;
+  // g is read as g * grad_scale; decay = false skips the weight-decay factor.
+  virtual void adamw(float* p, float* m, float* v, const float* g, size_t n, const AdamWStep& s,
+                     bool decay, float grad_scale) = 0;
+  // sum of x[i]^2, accumulated in double; returned to the host (synchronizes).
+  virtual double sum_squares(const float* x, size_t n) = 0;
+  // Waits until every op issued so far has finished (for timing; a no-op on the CPU).
+  virtual void synchronize() {}
 };
 
 // The fp32 CPU backend (OpenBLAS for the GEMMs).

@@ -10,28 +10,16 @@
 //   p    = p + (-lr / bc1) * m / den
 //
 // Scalars are computed in double, like Python floats, and rounded to float where torch hands
-// them to a float32 kernel; element arithmetic is float32.
-#include <cstddef>
+// them to a float32 kernel; element arithmetic is float32. Backend::adamw runs the element
+// part (kernels/cpu/adamw.cpp, kernels/cuda).
 #include <cstdint>
 
 #include "config/ds_config.hpp"
+#include "kernels/backend.hpp"
 
 namespace autotp {
 
-// The per-step constants of the update above.
-struct AdamWStep {
-  float decay_factor = 1.0f;  // 1 - lr * wd
-  float one_minus_beta1 = 0.1f, beta2 = 0.999f, one_minus_beta2 = 0.001f;
-  float bc2_sqrt = 1.0f, eps = 1e-8f;
-  float neg_step_size = 0.0f;  // -lr / bc1
-
-  // t: the step number being taken (1 for the first update).
-  static AdamWStep make(const OptimizerConfig& opt, double lr, int64_t t);
-};
-
-// One update of n elements. g is read as g * grad_scale (the clipping coefficient, 1 = none);
-// decay = false skips the weight-decay factor (torch param group with weight_decay 0).
-void adamw_update(float* p, float* m, float* v, const float* g, size_t n, const AdamWStep& s,
-                  bool decay, float grad_scale);
+// t: the step number being taken (1 for the first update).
+AdamWStep adamw_step(const OptimizerConfig& opt, double lr, int64_t t);
 
 }  // namespace autotp

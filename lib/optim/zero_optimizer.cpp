@@ -67,7 +67,7 @@ std::pair<size_t, size_t> ZeroOptimizer::shard_range(size_t total, int dp, int r
 
 ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double grad_clip,
                              const ParamLayout& layout, float* params, float* grads, Comm& dp,
-                             Comm& tp, size_t bucket_numel)
+                             Comm& tp, Backend& backend, size_t bucket_numel)
     : opt_(opt),
       stage_(zero_stage),
       clip_(grad_clip),
@@ -76,7 +76,8 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
       grads_(grads),
       dp_(dp),
       tp_(tp),
-      bucket_numel_(std::max<size_t>(bucket_numel, 1)) {
+      bucket_numel_(std::max<size_t>(bucket_numel, 1)),
+      be_(backend) {
   check_config(opt, zero_stage, grad_clip);
   check_layout(layout);
   check(layout.total == 0 || (params && grads), "ZeroOptimizer: params and grads must be set");
@@ -90,11 +91,32 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
     state_lo_ = own_lo_;
     state_hi_ = own_hi_;
   }
-  master_.assign(params_ + state_lo_, params_ + state_hi_);
-  m_.assign(master_.size(), 0.0f);
-  v_.assign(master_.size(), 0.0f);
+  const size_t ns = state_numel();
+  master_ = be_.alloc(ns);
+  m_ = be_.alloc(ns);  // zero-filled
+  v_ = be_.alloc(ns);
+  if (ns) be_.copy(params_ + state_lo_, master_, ns * sizeof(float));
   chunk_ = std::max<size_t>(1, std::min(shard_size_, bucket_numel_ / n));
-  if (stage_ > 0 && n > 1) scratch_.resize((n + 1) * chunk_);
+  if (stage_ > 0 && n > 1) scratch_ = be_.alloc((n + 1) * chunk_);
+}
+
+ZeroOptimizer::~ZeroOptimizer() {
+  for (float* p : {master_, m_, v_, scratch_})
+    if (p) be_.free_bytes(p);
+}
+
+float* ZeroOptimizer::state_buffer(State which) {
+  return which == State::Master ? master_ : which == State::ExpAvg ? m_ : v_;
+}
+
+std::vector<float> ZeroOptimizer::state_to_host(State which) {
+  std::vector<float> h(state_numel());
+  if (!h.empty()) be_.to_host(state_buffer(which), h.data(), h.size() * sizeof(float));
+  return h;
+}
+
+void ZeroOptimizer::state_from_host(State which, const float* host) {
+  if (state_numel()) be_.from_host(host, state_buffer(which), state_numel() * sizeof(float));
 }
 
 void ZeroOptimizer::set_step_count(int64_t n) {
@@ -103,7 +125,7 @@ void ZeroOptimizer::set_step_count(int64_t n) {
 }
 
 void ZeroOptimizer::zero_grad() {
-  if (layout_.total) std::memset(grads_, 0, layout_.total * sizeof(float));
+  if (layout_.total) be_.fill_zero(grads_, layout_.total * sizeof(float));
 }
 
 // grads <- sum over DP / dp: everywhere (stages 0/1) or on the own shard only (stage 2).
@@ -114,24 +136,27 @@ void ZeroOptimizer::average_grads() {
   if (stage_ < 2) {
     for (size_t b = 0; b < layout_.total; b += bucket_numel_)
       dp_.all_reduce_sum(grads_ + b, std::min(bucket_numel_, layout_.total - b));
-    for (size_t i = 0; i < layout_.total; ++i) grads_[i] /= fn;
+    be_.scale(grads_, layout_.total, 1.0f / fn);
     return;
   }
   // Reduce-scatter chunk by chunk: chunk [c, c + k) of every rank's shard travels in one call;
   // padding past total is sent as zeros.
   for (size_t c = 0; c < shard_size_; c += chunk_) {
     const size_t k = std::min(chunk_, shard_size_ - c);
-    float* send = scratch_.data();
+    float* send = scratch_;
     float* recv = send + size_t(n) * k;
     for (int d = 0; d < n; ++d) {
       const size_t b = std::min(layout_.total, d * shard_size_ + c);
       const size_t e = std::min(layout_.total, b + k);
-      std::memcpy(send + d * k, grads_ + b, (e - b) * sizeof(float));
-      std::fill(send + d * k + (e - b), send + (d + 1) * k, 0.0f);
+      if (e > b) be_.copy(grads_ + b, send + d * k, (e - b) * sizeof(float));
+      if (k > e - b) be_.fill_zero(send + d * k + (e - b), (k - (e - b)) * sizeof(float));
     }
     dp_.reduce_scatter_sum(send, recv, k);
     const size_t b = std::min(own_hi_, own_lo_ + c), e = std::min(own_hi_, b + k);
-    for (size_t i = b; i < e; ++i) grads_[i] = recv[i - b] / fn;
+    if (e > b) {
+      be_.copy(recv, grads_ + b, (e - b) * sizeof(float));
+      be_.scale(grads_ + b, e - b, 1.0f / fn);
+    }
   }
 }
 
@@ -153,9 +178,7 @@ double ZeroOptimizer::global_grad_norm() {
   double counted = 0.0, uncounted = 0.0;
   const bool tp0 = tp_.rank() == 0;
   for_each_segment(layout_, own_lo_, own_hi_, [&](size_t b, size_t e, const ParamSlot& s) {
-    double ss = 0.0;
-    for (size_t i = b; i < e; ++i) ss += double(grads_[i]) * double(grads_[i]);
-    (s.tp_replicated && !tp0 ? uncounted : counted) += ss;
+    (s.tp_replicated && !tp0 ? uncounted : counted) += be_.sum_squares(grads_ + b, e - b);
   });
   // A bad value in a copy the norm does not count (a replicated slot on tp_rank > 0) must
   // still stop the step on every rank.
@@ -179,10 +202,10 @@ StepStats ZeroOptimizer::step(double lr) {
     st.clip_coef = std::min(coef, 1.0f);
   }
   ++step_;
-  const AdamWStep s = AdamWStep::make(opt_, lr, step_);
+  const AdamWStep s = adamw_step(opt_, lr, step_);
   for_each_segment(layout_, state_lo_, state_hi_, [&](size_t b, size_t e, const ParamSlot& slot) {
     const size_t j = b - state_lo_;
-    adamw_update(&master_[j], &m_[j], &v_[j], grads_ + b, e - b, s, slot.decay, st.clip_coef);
+    be_.adamw(master_ + j, m_ + j, v_ + j, grads_ + b, e - b, s, slot.decay, st.clip_coef);
   });
   publish_params();
   zero_grad();
@@ -193,23 +216,23 @@ StepStats ZeroOptimizer::step(double lr) {
 void ZeroOptimizer::publish_params() {
   const int n = dp_.size();
   if (stage_ == 0 || n == 1) {
-    std::copy(master_.begin(), master_.end(), params_ + state_lo_);
+    if (state_numel()) be_.copy(master_, params_ + state_lo_, state_numel() * sizeof(float));
     return;
   }
   // All-gather chunk by chunk, the mirror of the reduce-scatter in average_grads().
   const size_t own = own_hi_ - own_lo_;
   for (size_t c = 0; c < shard_size_; c += chunk_) {
     const size_t k = std::min(chunk_, shard_size_ - c);
-    float* send = scratch_.data();
+    float* send = scratch_;
     float* recv = send + k;
     const size_t mine = c < own ? std::min(k, own - c) : 0;
-    if (mine) std::memcpy(send, master_.data() + c, mine * sizeof(float));
-    std::fill(send + mine, send + k, 0.0f);
+    if (mine) be_.copy(master_ + c, send, mine * sizeof(float));
+    if (k > mine) be_.fill_zero(send + mine, (k - mine) * sizeof(float));
     dp_.all_gather(send, recv, k);
     for (int d = 0; d < n; ++d) {
       const size_t b = std::min(layout_.total, d * shard_size_ + c);
       const size_t e = std::min(layout_.total, b + k);
-      std::memcpy(params_ + b, recv + d * k, (e - b) * sizeof(float));
+      if (e > b) be_.copy(recv + d * k, params_ + b, (e - b) * sizeof(float));
     }
   }
 }

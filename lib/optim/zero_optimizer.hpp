@@ -35,6 +35,7 @@
 
 #include "config/ds_config.hpp"
 #include "dist/comm.hpp"
+#include "kernels/backend.hpp"
 #include "model/param_layout.hpp"
 
 namespace autotp {
@@ -46,7 +47,8 @@ struct StepStats {
 };
 
 // Optimizer state for elements [offset, offset + numel) of the flat TP-local buffer
-// (ParamLayout order). Checkpoints save it per (TP rank, DP rank) and reshard by these ranges.
+// (ParamLayout order), in the backend's memory. Checkpoints save it per (TP rank, DP rank) and
+// reshard by these ranges.
 struct StateShard {
   float* data = nullptr;
   size_t numel = 0;
@@ -59,12 +61,16 @@ class ZeroOptimizer {
   // each MPI message under its int count.
   static constexpr size_t kDefaultBucketNumel = size_t(1) << 22;
 
-  // params and grads: the model's buffers of layout.total floats (not owned, must outlive this).
-  // The master copy starts from params, which must be equal on every DP rank.
-  // grad_clip: ds_config gradient_clipping (0 = off). dp, tp: this rank's DP and TP groups.
+  // params and grads: the model's buffers of layout.total floats on `backend` (not owned, must
+  // outlive this). The master copy starts from params, which must be equal on every DP rank.
+  // grad_clip: ds_config gradient_clipping (0 = off). dp, tp: this rank's DP and TP groups,
+  // able to address the backend's memory.
   ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double grad_clip,
                 const ParamLayout& layout, float* params, float* grads, Comm& dp, Comm& tp,
-                size_t bucket_numel = kDefaultBucketNumel);
+                Backend& backend, size_t bucket_numel = kDefaultBucketNumel);
+  ~ZeroOptimizer();
+  ZeroOptimizer(const ZeroOptimizer&) = delete;
+  ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
 
   // One optimizer step at learning rate lr (collective over DP and TP). Zeroes grads.
   StepStats step(double lr);
@@ -79,10 +85,16 @@ class ZeroOptimizer {
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t n);
   // Stage 0: the whole buffer (offset 0, the same on every DP rank). Stages 1/2: the own shard.
-  StateShard master() { return {master_.data(), master_.size(), state_lo_}; }
-  StateShard exp_avg() { return {m_.data(), m_.size(), state_lo_}; }
-  StateShard exp_avg_sq() { return {v_.data(), v_.size(), state_lo_}; }
+  StateShard master() { return {master_, state_numel(), state_lo_}; }
+  StateShard exp_avg() { return {m_, state_numel(), state_lo_}; }
+  StateShard exp_avg_sq() { return {v_, state_numel(), state_lo_}; }
   bool state_replicated_over_dp() const { return stage_ == 0; }
+  // The same state as host arrays (checkpoints): [state_offset(), + state_numel()).
+  enum class State { Master, ExpAvg, ExpAvgSq };
+  size_t state_offset() const { return state_lo_; }
+  size_t state_numel() const { return state_hi_ - state_lo_; }
+  std::vector<float> state_to_host(State which);
+  void state_from_host(State which, const float* host);  // state_numel() values
   // Writes the master weights into params on every DP rank (collective over DP for stages
   // 1/2): after loading master from a checkpoint.
   void publish_params();
@@ -91,6 +103,7 @@ class ZeroOptimizer {
   static std::pair<size_t, size_t> shard_range(size_t total, int dp, int r);
 
  private:
+  float* state_buffer(State which);
   void average_grads();
   double global_grad_norm();
   static double sum_over(Comm& c, double x);
@@ -109,8 +122,9 @@ class ZeroOptimizer {
   size_t chunk_ = 1;                    // per-rank elements per reduce-scatter / all-gather call
   size_t bucket_numel_;
   int64_t step_ = 0;
-  std::vector<float> master_, m_, v_;
-  std::vector<float> scratch_;  // (dp + 1) * chunk_: one collective's send and receive buffers
+  Backend& be_;
+  float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;  // state_numel() each, on be_
+  float* scratch_ = nullptr;  // (dp + 1) * chunk_: one collective's send and receive buffers
 };
 
 }  // namespace autotp

@@ -44,7 +44,8 @@ bool TrainArgs::parse(int argc, char** argv) {
     ("data", po::value(&data), "corpus .txt (tokenized once into --out_dir) or a .tok file")
     ("tokenizer", po::value(&tokenizer), "tokenizer.json (default share/tokenizer)")
     ("out_dir", po::value(&out_dir), "where metrics.jsonl, loss.png and caches go")
-    ("device", po::value(&device), "auto | cpu | cuda")
+    ("device", po::value(&device), "auto | cpu | cuda (auto: CUDA when a GPU is visible)")
+    ("comm", po::value(&comm), "auto | mpi | nccl (auto: NCCL when each rank has its own GPU)")
     ("log_interval", po::value(&log_interval), "log every N steps")
     ("peak_tflops", po::value(&peak_tflops), "peak TFLOP/s per rank, for MFU")
     ("deepspeed", "accepted for DeepSpeed compatibility; ignored")
@@ -55,6 +56,8 @@ bool TrainArgs::parse(int argc, char** argv) {
     return false;
   check(device == "auto" || device == "cpu" || device == "cuda",
         "--device must be auto, cpu or cuda, got '", device, "'");
+  check(comm == "auto" || comm == "mpi" || comm == "nccl",
+        "--comm must be auto, mpi or nccl, got '", comm, "'");
   check(seq_length > 0, "--seq_length must be positive");
   check(num_steps >= 0, "--num_steps must not be negative");
   if (ds_config.empty()) ds_config = configs_dir() + "/tiny.json";

@@ -22,6 +22,7 @@ struct TrainArgs {
   std::string tokenizer;  // tokenizer.json; default share/tokenizer/tokenizer.json
   std::string out_dir = "autotp_run";  // metrics.jsonl, loss.png, the token cache
   std::string device = "auto";         // auto | cpu | cuda
+  std::string comm = "auto";           // auto | mpi | nccl
   int64_t log_interval = 1;
   double peak_tflops = 0;  // for MFU; 0 = the device's nominal peak
 

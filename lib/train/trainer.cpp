@@ -1,6 +1,5 @@
 #include "train/trainer.hpp"
 
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,7 +9,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <thread>
 
 #include "config/ds_config.hpp"
 #include "core/error.hpp"
@@ -22,12 +20,12 @@
 #include "dist/mpi_main.hpp"
 #include "dist/topology.hpp"
 #include "io/model_file.hpp"
-#include "kernels/cpu/cpu_backend.hpp"
 #include "model/phi3_model.hpp"
 #include "optim/lr_schedule.hpp"
 #include "optim/zero_optimizer.hpp"
 #include "partition/partition_config.hpp"
 #include "partition/plan.hpp"
+#include "train/device.hpp"
 #include "train/metrics.hpp"
 
 namespace autotp {
@@ -75,12 +73,6 @@ std::string prepare_tokens(const TrainArgs& a, const Tokenizer& tok, const Topol
   MPI_Bcast(&ok, 1, MPI_INT, 0, topo.world);
   if (!ok) throw CollectiveError(err.empty() ? "tokenizing " + a.data + " failed on rank 0" : err);
   return out;
-}
-
-double peak_rss_gib() {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
 }
 
 // The same message on every rank, said once by rank 0 (the caller checked a collective value).
@@ -134,12 +126,10 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
           plan.unmatched.size());
   }
 
-  check(a.device != "cuda", "--device cuda: this build has no CUDA backend yet; use --device cpu");
-  // Ranks sharing a node split its cores: BLAS threads beyond that only contend.
-  CpuBackend::set_threads(std::max(1, int(std::thread::hardware_concurrency()) / topo.local_size));
-  CpuBackend backend;
-  auto tp_comm = make_mpi_comm(topo.tp_comm);
-  auto dp_comm = make_mpi_comm(topo.dp_comm);
+  Device dev = make_device(a.device, a.comm, topo);
+  Backend& backend = *dev.backend;
+  Comm* tp_comm = dev.tp.get();
+  Comm* dp_comm = dev.dp.get();
   Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, backend);
   if (file)
     model.load(*file);
@@ -147,7 +137,7 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
     model.init_random(seed);
 
   ZeroOptimizer opt(ds.optimizer, ds.zero_stage, ds.gradient_clipping, model.layout(),
-                    model.params(), model.grads(), *dp_comm, *tp_comm);
+                    model.params(), model.grads(), *dp_comm, *tp_comm, backend);
   LrSchedule schedule(ds.scheduler, ds.optimizer.lr);
 
   Tokenizer tok = Tokenizer::load(a.tokenizer);
@@ -173,12 +163,11 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   const double flops_per_step =
       6.0 * double(mc.num_parameters()) * double(tokens_per_step) +
       12.0 * double(mc.num_hidden_layers * mc.hidden_size * T) * double(tokens_per_step);
-  // Nominal peak per rank for MFU: a CPU core's fp32 FMA rate is about 0.05 TFLOP/s.
-  const double peak = a.peak_tflops > 0 ? a.peak_tflops : 0.05;
+  const double peak = a.peak_tflops > 0 ? a.peak_tflops : dev.peak_tflops;
 
   if (root) {
-    std::printf("autotp: %s model, %.2fM parameters, %s backend, TP %d x DP %d, ZeRO-%d\n",
-                mc.model_type.c_str(), mc.num_parameters() / 1e6, backend.name().c_str(), topo.tp,
+    std::printf("autotp: %s model, %.2fM parameters, %s, TP %d x DP %d, ZeRO-%d\n",
+                mc.model_type.c_str(), mc.num_parameters() / 1e6, dev.description.c_str(), topo.tp,
                 topo.dp, ds.zero_stage);
     std::printf(
         "autotp: %lld tokens in %s, %lld samples of %lld tokens, global batch %lld "
@@ -221,7 +210,7 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
     }
     result.losses.push_back(loss);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double mem = peak_rss_gib();
+    double mem = dev.peak_memory_gib();
     MPI_Allreduce(MPI_IN_PLACE, &mem, 1, MPI_DOUBLE, MPI_MAX, topo.world);
     if (root && (step % a.log_interval == 0 || step + 1 == a.num_steps)) {
       StepRecord r;

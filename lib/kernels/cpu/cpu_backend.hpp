@@ -57,6 +57,10 @@ class CpuBackend final : public Backend {
   void ce_backward(float* logits, int64_t N, int64_t V, const float* m, const float* s,
                    const int32_t* targets, const std::vector<VocabBlock>& blocks,
                    int32_t ignore_index, float scale) override;
+
+  void adamw(float* p, float* m, float* v, const float* g, size_t n, const AdamWStep& s, bool decay,
+             float grad_scale) override;
+  double sum_squares(const float* x, size_t n) override;
 };
 
 }  // namespace autotp
