@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(cmake ninja-build g++ libopenmpi-dev openmpi-bin libhdf5-dev libboost-program-options-dev
-      libboost-regex-dev libgtest-dev nlohmann-json3-dev libopenblas-dev gnuplot-nox)
+      libboost-regex-dev libgtest-dev nlohmann-json3-dev libopenblas-dev gnuplot-nox
+      slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

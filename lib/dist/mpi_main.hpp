@@ -14,6 +14,19 @@ struct CollectiveError : Error {
   explicit CollectiveError(const std::string& msg) : Error(msg) {}
 };
 
+// Runs f() where every rank reads the same inputs and fails on them alike (configs, flags): an
+// Error becomes a CollectiveError, so rank 0 says it once.
+template <typename F>
+auto same_on_every_rank(F&& f) {
+  try {
+    return f();
+  } catch (const CollectiveError&) {
+    throw;
+  } catch (const Error& e) {
+    throw CollectiveError(e.what());
+  }
+}
+
 // Initialises MPI, runs body(), finalises. Returns the process exit code.
 int mpi_main(const char* program, int argc, char** argv, const std::function<int()>& body);
 

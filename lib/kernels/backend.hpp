@@ -86,6 +86,13 @@ class Backend {
   // dx += d(out)/dx^T dout, dw += sum over rows of dout * x * rstd.
   virtual void rmsnorm_backward(const float* dout, const float* x, const float* w,
                                 const float* rstd, int64_t N, int64_t H, float* dx, float* dw) = 0;
+  // The residual add fused with the norm that follows it: residual += x, then
+  // rmsnorm_forward(residual). One pass over memory on a GPU; these two calls elsewhere.
+  virtual void add_rmsnorm_forward(const float* x, float* residual, const float* w, int64_t N,
+                                   int64_t H, float eps, float* out, float* rstd) {
+    add(x, residual, size_t(N * H));
+    rmsnorm_forward(residual, w, N, H, eps, out, rstd);
+  }
 
   // ---- rotary embedding, in place on n_heads consecutive heads of each row ----
   // x: N rows of stride ld; token row i has position i % T; heads start at x, head_dim apart.

@@ -1,6 +1,8 @@
 #include "model/param_init.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
@@ -35,16 +37,26 @@ std::vector<int64_t> global_of_local(const ShardSpec& s, int64_t r, size_t dim) 
   return g;
 }
 
-}  // namespace
+const uint64_t kGolden = 0x9e3779b97f4a7c15ull;
 
-double counter_normal(uint64_t seed, const std::string& name, uint64_t index) {
-  const uint64_t golden = 0x9e3779b97f4a7c15ull;
-  uint64_t key = mix(seed * golden + fnv1a(name));
-  uint64_t bits = mix(key + (index + 1) * golden);
+uint64_t tensor_key(uint64_t seed, const std::string& name) {
+  return mix(seed * kGolden + fnv1a(name));
+}
+
+// counter_normal with the tensor's key computed once (hashing the name per element costs more
+// than the sample).
+double keyed_normal(uint64_t key, uint64_t index) {
+  uint64_t bits = mix(key + (index + 1) * kGolden);
   // Box-Muller on the two 32-bit halves: u1 in (0, 1], u2 in [0, 1).
   double u1 = (double(bits >> 32) + 1.0) / 4294967296.0;
   double u2 = double(bits & 0xffffffffull) / 4294967296.0;
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+
+}  // namespace
+
+double counter_normal(uint64_t seed, const std::string& name, uint64_t index) {
+  return keyed_normal(tensor_key(seed, name), index);
 }
 
 void init_normal_shard(const ShardSpec& spec, int64_t r, uint64_t seed, double std,
@@ -54,14 +66,25 @@ void init_normal_shard(const ShardSpec& spec, int64_t r, uint64_t seed, double s
   auto rows = global_of_local(spec, r, 0);
   const int64_t cols_full = spec.shape.size() == 2 ? spec.shape[1] : 1;
   auto cols = spec.shape.size() == 2 ? global_of_local(spec, r, 1) : std::vector<int64_t>{0};
-  size_t k = 0;
-  for (int64_t gi : rows) {
-    for (int64_t gj : cols) {
-      out[k++] = gi == zero_row
-                     ? 0.0f
-                     : float(std * counter_normal(seed, spec.name, uint64_t(gi * cols_full + gj)));
+  const uint64_t key = tensor_key(seed, spec.name);
+  // Rows are independent (counter-based): split them over the cores, or a multi-billion
+  // parameter model takes minutes to initialise.
+  auto fill_rows = [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      float* o = out + r * cols.size();
+      const int64_t gi = rows[r];
+      for (int64_t gj : cols)
+        *o++ =
+            gi == zero_row ? 0.0f : float(std * keyed_normal(key, uint64_t(gi * cols_full + gj)));
     }
-  }
+  };
+  const size_t n_threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()),
+                                            rows.size() * cols.size() / 65536 + 1);
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < n_threads; ++t)
+    pool.emplace_back(fill_rows, rows.size() * t / n_threads, rows.size() * (t + 1) / n_threads);
+  fill_rows(0, rows.size() / n_threads);
+  for (auto& th : pool) th.join();
 }
 
 }  // namespace autotp

@@ -326,10 +326,16 @@ float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, i
     if (embed_split_ == EmbedSplit::Vocab) tg_.all_reduce_sum(x0, size_t(N * H_));
   }
 
+  // Each layer ends with the next norm (the next layer's ln1, or the final norm), fused with
+  // its residual add; only the first norm stands alone.
+  const float eps = float(config_.rms_norm_eps);
+  if (layers_.empty()) {
+    be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_);
+  } else {
+    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, acts_[0].ln1, acts_[0].rstd1);
+  }
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
 
-  const float eps = float(config_.rms_norm_eps);
-  be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_);
   linear_forward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, lnf_, N, lm_xin_, sc_y_, logits_);
   have_forward_ = true;
   logits_valid_ = true;
@@ -361,24 +367,27 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   const float* x = res_[size_t(l)];
   float* P = params_;
 
-  // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x)))))
-  be_.rmsnorm_forward(x, P + L.ln1, N, H_, eps, a.ln1, a.rstd1);
+  // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in a.ln1 already.
   linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, a.ln1, N, a.qkv_xin, sc_y_, a.att_in);
   // RoPE on the q and k heads, which lie side by side at the start of each row.
   be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse);
   linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_);
   be_.copy(x, a.mid, size_t(N * H_) * sizeof(float));
-  be_.add(sc_out_, a.mid, size_t(N * H_));
+  be_.add_rmsnorm_forward(sc_out_, a.mid, P + L.ln2, N, H_, eps, a.ln2, a.rstd2);
 
   // out = h + down_proj(up * silu(gate)),  [gate | up] = gate_up_proj(rmsnorm(h))
-  be_.rmsnorm_forward(a.mid, P + L.ln2, N, H_, eps, a.ln2, a.rstd2);
   linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, a.ln2, N, a.gu_xin, sc_y_, a.sw_in);
   be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), a.act);
   linear_forward(be_, tg_, L.down, P + L.down.w_offset, a.act, N, a.down_xin, sc_y_, sc_out_);
   float* out = res_[size_t(l) + 1];
   be_.copy(a.mid, out, size_t(N * H_) * sizeof(float));
-  be_.add(sc_out_, out, size_t(N * H_));
+  // ... and the norm of `out` that comes next: layer l + 1's ln1, or the final norm.
+  const bool last = size_t(l) + 1 == layers_.size();
+  const size_t next_w = last ? norm_off_ : layers_[size_t(l) + 1].ln1;
+  float* next_ln = last ? lnf_ : acts_[size_t(l) + 1].ln1;
+  float* next_rstd = last ? rstdf_ : acts_[size_t(l) + 1].rstd1;
+  be_.add_rmsnorm_forward(sc_out_, out, P + next_w, N, H_, eps, next_ln, next_rstd);
 }
 
 std::vector<float> Phi3Model::gather_logits() {

@@ -6,23 +6,18 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "dist/mpi_main.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
+#ifdef AUTOTP_WITH_CUDA
+#include "dist/cuda/device_comm.hpp"
+#include "kernels/cuda/cuda_backend.hpp"
+#endif
 
 namespace autotp {
 
-double Device::peak_memory_gib() const {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
-}
+namespace {
 
-Device make_device(const std::string& device, const std::string& comm, const Topology& topo) {
-  check(device == "auto" || device == "cpu" || device == "cuda", "--device '", device,
-        "' is not one of auto, cpu, cuda");
-  check(comm == "auto" || comm == "mpi" || comm == "nccl", "--comm '", comm,
-        "' is not one of auto, mpi, nccl");
-  check(device != "cuda", "--device cuda: this build has no CUDA backend; use --device cpu");
-  check(comm != "nccl", "--comm nccl needs the CUDA backend; use --comm mpi");
+Device cpu_device(const Topology& topo) {
   // Ranks sharing a node split its cores: BLAS threads beyond that only contend.
   CpuBackend::set_threads(std::max(1, int(std::thread::hardware_concurrency()) / topo.local_size));
   Device d;
@@ -32,6 +27,91 @@ Device make_device(const std::string& device, const std::string& comm, const Top
   d.description = "cpu, MPI";
   d.peak_tflops = 0.05;  // a CPU core's fp32 FMA rate, nominal
   return d;
+}
+
+#ifdef AUTOTP_WITH_CUDA
+// true when `ok` holds on every rank of the job.
+bool on_every_rank(bool ok, MPI_Comm world) {
+  int mine = ok ? 1 : 0, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, world);
+  return all == 1;
+}
+
+// Nominal dense bf16 peaks (TFLOP/s, without sparsity) by product name; MFU divides by it.
+double gpu_peak_tflops(const std::string& name) {
+  struct Peak {
+    const char* key;
+    double tflops;
+  };
+  static const Peak peaks[] = {{"H100", 989},  {"H200", 989},  {"GH200", 989}, {"H800", 989},
+                               {"B200", 2250}, {"B100", 1750}, {"A100", 312},  {"A800", 312},
+                               {"L40S", 362},  {"L4", 121}};
+  for (auto& p : peaks)
+    if (name.find(p.key) != std::string::npos) return p.tflops;
+  return 100;  // unknown GPU: a placeholder; --peak_tflops gives the real one
+}
+
+Device cuda_device(const std::string& comm, const Topology& topo, int count) {
+  // NCCL refuses two ranks of one communicator on one GPU, so it needs a GPU per rank on
+  // every node; the staged MPI communicator works either way.
+  const bool own_gpu = on_every_rank(topo.local_size <= count, topo.world);
+  if (comm == "nccl" && !own_gpu)
+    throw CollectiveError(
+        "--comm nccl needs one GPU per rank, but some node runs more ranks than it has GPUs "
+        "(NCCL refuses two ranks on one GPU): use --comm mpi, or start one rank per GPU");
+  const bool nccl = comm == "nccl" || (comm == "auto" && own_gpu);
+  const int gpu = topo.local_rank % count;
+  auto be = make_cuda_backend(gpu);
+  Device d;
+  d.tp = nccl ? make_nccl_comm(topo.tp_comm, be->stream())
+              : make_staged_mpi_comm(topo.tp_comm, be->stream());
+  d.dp = nccl ? make_nccl_comm(topo.dp_comm, be->stream())
+              : make_staged_mpi_comm(topo.dp_comm, be->stream());
+  d.description = "cuda:" + std::to_string(gpu) + " (" + be->device_name() + "), " +
+                  (nccl ? "NCCL" : "MPI staged through host memory");
+  d.peak_tflops = gpu_peak_tflops(be->device_name());
+  d.backend = std::move(be);
+  return d;
+}
+#endif
+
+}  // namespace
+
+double Device::peak_memory_gib() const {
+#ifdef AUTOTP_WITH_CUDA
+  if (auto* cuda = dynamic_cast<const CudaBackend*>(backend.get()))
+    return double(cuda->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
+#endif
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
+}
+
+Device make_device(const std::string& device, const std::string& comm, const Topology& topo) {
+  // The flags are the same on every rank, and so is the verdict: rank 0 says it once.
+  auto flag_check = [](bool ok, const std::string& msg) {
+    if (!ok) throw CollectiveError(msg);
+  };
+  flag_check(device == "auto" || device == "cpu" || device == "cuda",
+             "--device '" + device + "' is not one of auto, cpu, cuda");
+  flag_check(comm == "auto" || comm == "mpi" || comm == "nccl",
+             "--comm '" + comm + "' is not one of auto, mpi, nccl");
+#ifdef AUTOTP_WITH_CUDA
+  if (device != "cpu") {
+    const int count = cuda_device_count();
+    // Every rank takes the same side, so that the CPU and CUDA ranks never mix in one job.
+    const bool gpus = on_every_rank(count > 0, topo.world);
+    flag_check(device != "cuda" || gpus,
+               "--device cuda: some rank sees no GPU (check CUDA_VISIBLE_DEVICES and the "
+               "driver); use --device cpu");
+    if (gpus) return cuda_device(comm, topo, count);
+  }
+  flag_check(comm != "nccl", "--comm nccl needs the CUDA device; use --comm mpi");
+#else
+  flag_check(device != "cuda", "--device cuda: this build has no CUDA backend; use --device cpu");
+  flag_check(comm != "nccl", "--comm nccl needs the CUDA backend; use --comm mpi");
+#endif
+  return cpu_device(topo);
 }
 
 }  // namespace autotp

@@ -8,8 +8,8 @@
 
 namespace autotp {
 
-MetricsLog::MetricsLog(const std::string& path) {
-  f_ = std::fopen(path.c_str(), "w");
+MetricsLog::MetricsLog(const std::string& path, bool append) {
+  f_ = std::fopen(path.c_str(), append ? "a" : "w");
   check(f_ != nullptr, path, ": cannot create the metrics file; check that --out_dir is writable");
 }
 

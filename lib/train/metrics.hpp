@@ -18,7 +18,8 @@ struct StepRecord {
 
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path);  // truncates; Error names the path
+  // Truncates (append: a resumed run adds to it); Error names the path.
+  explicit MetricsLog(const std::string& path, bool append = false);
   ~MetricsLog();
   void write(const StepRecord& r);
 

@@ -48,6 +48,13 @@ bool TrainArgs::parse(int argc, char** argv) {
     ("comm", po::value(&comm), "auto | mpi | nccl (auto: NCCL when each rank has its own GPU)")
     ("log_interval", po::value(&log_interval), "log every N steps")
     ("peak_tflops", po::value(&peak_tflops), "peak TFLOP/s per rank, for MFU")
+    ("save_dir", po::value(&save_dir), "write checkpoints to SAVE_DIR/<step> (and SAVE_DIR/latest)")
+    ("save_interval", po::value(&save_interval), "save every N steps (0: only at the end and "
+        "when stopped by SIGUSR1/SIGTERM)")
+    ("keep_last", po::value(&keep_last), "keep the newest K checkpoints (0: all)")
+    ("resume", po::bool_switch(&resume), "continue from the latest checkpoint of --save_dir "
+        "(starts from step 0 when there is none yet); another TP x DP is resharded on load")
+    ("load", po::value(&load), "continue from this checkpoint (SAVE_DIR/<step>)")
     ("deepspeed", "accepted for DeepSpeed compatibility; ignored")
     ("local_rank", po::value<int>(), "accepted for DeepSpeed compatibility; ignored");
   // clang-format on
@@ -60,10 +67,37 @@ bool TrainArgs::parse(int argc, char** argv) {
         "--comm must be auto, mpi or nccl, got '", comm, "'");
   check(seq_length > 0, "--seq_length must be positive");
   check(num_steps >= 0, "--num_steps must not be negative");
+  check(save_interval >= 0 && keep_last >= 0,
+        "--save_interval and --keep_last must not be negative");
+  check(!resume || !save_dir.empty(), "--resume needs --save_dir (where to look for checkpoints)");
+  check(!resume || load.empty(), "give --resume or --load, not both");
   if (ds_config.empty()) ds_config = configs_dir() + "/tiny.json";
   if (tokenizer.empty()) tokenizer = share_dir() + "/tokenizer/tokenizer.json";
   if (data.empty()) data = share_dir() + "/corpus/kjv.txt";
   return true;
+}
+
+nlohmann::json TrainArgs::to_json() const {
+  return {{"model_name", model_name},
+          {"ds_config", ds_config},
+          {"tp_size", tp_size},
+          {"dp_size", dp_size},
+          {"seq_length", seq_length},
+          {"num_steps", num_steps},
+          {"micro_batch", micro_batch},
+          {"grad_accum", grad_accum},
+          {"lr", lr},
+          {"zero_stage", zero_stage},
+          {"seed", seed},
+          {"data", data},
+          {"tokenizer", tokenizer},
+          {"out_dir", out_dir},
+          {"device", device},
+          {"comm", comm},
+          {"log_interval", log_interval},
+          {"save_dir", save_dir},
+          {"save_interval", save_interval},
+          {"keep_last", keep_last}};
 }
 
 }  // namespace autotp

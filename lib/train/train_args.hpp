@@ -3,6 +3,7 @@
 // `--model_name --tp_size --dp_size --seq_length --num_steps --deepspeed_config`); values not
 // given on the command line come from the ds_config, then from the defaults below.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,17 @@ struct TrainArgs {
   std::string comm = "auto";           // auto | mpi | nccl
   int64_t log_interval = 1;
   double peak_tflops = 0;  // for MFU; 0 = the device's nominal peak
+  // Checkpoints (checkpoint/manifest.hpp): SAVE_DIR/<step> every save_interval steps (0 = only
+  // at the end and on a stop signal), the newest keep_last kept (0 = all). --resume continues
+  // from SAVE_DIR's latest (a note, not an error, when there is none yet); --load from one.
+  std::string save_dir;
+  int64_t save_interval = 0, keep_last = 0;
+  bool resume = false;
+  std::string load;
 
   // Parses argv; prints help and returns false for --help. Throws Error on bad flags.
   bool parse(int argc, char** argv);
+  nlohmann::json to_json() const;  // every field, for the checkpoint manifest
   static std::string share_dir();  // AUTOTP_SHARE_DIR env, else the source tree's share/
   static std::string configs_dir();
 };

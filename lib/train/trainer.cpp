@@ -8,8 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
+#include "checkpoint/train_checkpoint.hpp"
 #include "config/ds_config.hpp"
 #include "core/error.hpp"
 #include "data/corpus.hpp"
@@ -19,6 +21,7 @@
 #include "dist/comm.hpp"
 #include "dist/mpi_main.hpp"
 #include "dist/topology.hpp"
+#include "io/file_util.hpp"
 #include "io/model_file.hpp"
 #include "model/phi3_model.hpp"
 #include "optim/lr_schedule.hpp"
@@ -26,7 +29,9 @@
 #include "partition/partition_config.hpp"
 #include "partition/plan.hpp"
 #include "train/device.hpp"
+#include "train/flops.hpp"
 #include "train/metrics.hpp"
+#include "train/stop_signal.hpp"
 
 namespace autotp {
 
@@ -80,21 +85,50 @@ std::string prepare_tokens(const TrainArgs& a, const Tokenizer& tok, const Topol
   throw CollectiveError(msg);
 }
 
-// Every rank reads the same configs and fails on them alike: rank 0 says it once.
-template <typename F>
-auto same_on_every_rank(F&& f) {
-  try {
-    return f();
-  } catch (const CollectiveError&) {
-    throw;
-  } catch (const Error& e) {
-    throw CollectiveError(e.what());
+// What a checkpoint records of the run besides the model and optimizer.
+nlohmann::json training_json(const TrainArgs& a, const DsConfig& ds) {
+  const auto& o = ds.optimizer;
+  const auto& sc = ds.scheduler;
+  nlohmann::json resolved = {{"zero_stage", ds.zero_stage},
+                             {"train_batch_size", ds.train_batch_size},
+                             {"train_micro_batch_size_per_gpu", ds.train_micro_batch_size_per_gpu},
+                             {"gradient_accumulation_steps", ds.gradient_accumulation_steps},
+                             {"gradient_clipping", ds.gradient_clipping},
+                             {"optimizer",
+                              {{"type", o.type},
+                               {"lr", o.lr},
+                               {"betas", {o.beta1, o.beta2}},
+                               {"eps", o.eps},
+                               {"weight_decay", o.weight_decay}}},
+                             {"scheduler",
+                              {{"type", sc.type},
+                               {"warmup_num_steps", sc.warmup_num_steps},
+                               {"total_num_steps", sc.total_num_steps},
+                               {"warmup_min_ratio", sc.warmup_min_ratio},
+                               {"cos_min_ratio", sc.cos_min_ratio},
+                               {"warmup_type", sc.warmup_type}}}};
+  return {{"ds_config", ds.raw},
+          {"tensor_parallel", ds.tensor_parallel},
+          {"resolved", resolved},
+          {"args", a.to_json()}};
+}
+
+// A resumed run keeps the metrics of the steps its checkpoint covers and appends the rest.
+void trim_metrics(const std::string& path, int64_t last_step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t(0)) <= last_step) kept += line + "\n";
   }
+  write_text_file_atomic(path, kept);
 }
 
 }  // namespace
 
 TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
+  install_stop_handlers();
   DsConfig ds = same_on_every_rank([&] { return DsConfig::from_file(a.ds_config); });
   auto topo = Topology::create(world, a.tp_size ? a.tp_size : ds.autotp_size,
                                a.dp_size ? a.dp_size : ds.data_parallel_size);
@@ -157,12 +191,36 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   sc.seed = seed;
   Sampler sampler(tokens.num_tokens(), sc);
 
+  TrainResult result;
+  std::string ckpt = a.load;
+  if (a.resume) {
+    ckpt = same_on_every_rank([&] { return latest_checkpoint(a.save_dir); });
+    if (ckpt.empty() && root)
+      std::printf("autotp: --resume: no checkpoint in %s yet; starting from step 0\n",
+                  a.save_dir.c_str());
+  }
+  if (!ckpt.empty()) {
+    Manifest m = load_checkpoint(ckpt, model, opt, topo, a.model_name);
+    same_on_every_rank([&] {
+      try {
+        sampler.restore(m.json.at("sampler"));
+      } catch (const Error& e) {
+        fail(ckpt, ": ", e.what());
+      }
+      return 0;
+    });
+    result.start_step = m.step;
+    if (root)
+      std::printf("autotp: resumed from %s at step %lld (saved at TP %d x DP %d, ZeRO-%d%s)\n",
+                  ckpt.c_str(), (long long)m.step, m.tp, m.dp, m.zero_stage,
+                  m.tp != topo.tp || m.dp != topo.dp ? "; resharded on load" : "");
+  }
+  const RunState run_state_base{training_json(a, ds), nullptr, {{"seed", seed}}};
+
   const int64_t B = sc.micro_batch, T = a.seq_length, accum = sc.grad_accum;
   const int64_t tokens_per_step = sc.global_batch() * T;
-  // FLOPs of one step, the whole job (anchors.md): 6 N tokens + 12 L H T tokens.
-  const double flops_per_step =
-      6.0 * double(mc.num_parameters()) * double(tokens_per_step) +
-      12.0 * double(mc.num_hidden_layers * mc.hidden_size * T) * double(tokens_per_step);
+  // FLOPs of one step, the whole job, as anchors.md counts them.
+  const double flops_per_step = count_step_flops(mc, T, tokens_per_step).total;
   const double peak = a.peak_tflops > 0 ? a.peak_tflops : dev.peak_tflops;
 
   if (root) {
@@ -176,16 +234,19 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
         (long long)T, (long long)sc.global_batch(), (long long)B, (long long)accum, topo.dp);
   }
   std::unique_ptr<MetricsLog> log;
-  if (root) log = std::make_unique<MetricsLog>(a.out_dir + "/metrics.jsonl");
+  if (root) {
+    const std::string metrics = a.out_dir + "/metrics.jsonl";
+    if (result.start_step > 0) trim_metrics(metrics, result.start_step);
+    log = std::make_unique<MetricsLog>(metrics, result.start_step > 0);
+  }
 
   std::vector<int32_t> inputs(B * T), targets(B * T);
-  TrainResult result;
   opt.zero_grad();
   auto run_start = std::chrono::steady_clock::now();
-  for (int64_t step = 0; step < a.num_steps; ++step) {
+  for (int64_t step = result.start_step; step < a.num_steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
     auto batches = sampler.next();
-    if (step == 0) check_tp_identical(*tp_comm, topo.dp_rank, batches);
+    if (step == result.start_step) check_tp_identical(*tp_comm, topo.dp_rank, batches);
     float loss_sum = 0;
     for (int64_t m = 0; m < accum; ++m) {
       fill_batch(tokens, T, batches[m], inputs.data(), targets.data());
@@ -228,13 +289,37 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
       log->write(r);
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-      double eta = elapsed / double(step + 1) * double(a.num_steps - step - 1);
+      double eta = elapsed / double(step + 1 - result.start_step) * double(a.num_steps - step - 1);
       std::printf(
           "step %5lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | "
           "%.3f TFLOP/s | MFU %.1f%% | mem %.2f GiB | %.0f ms | eta %.0fs\n",
           (long long)r.step, (long long)a.num_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s,
           r.tflops, 100.0 * r.mfu, r.peak_mem_gib, r.step_ms, eta);
       std::fflush(stdout);
+    }
+    // Step boundary: one all-reduce tells every rank whether any rank was asked to stop.
+    const bool stop = stop_requested(topo.world);
+    const bool due = (a.save_interval > 0 && (step + 1) % a.save_interval == 0) ||
+                     step + 1 == a.num_steps || stop;
+    if (!a.save_dir.empty() && due) {
+      RunState st = run_state_base;
+      st.sampler = sampler.state_json();
+      result.checkpoint = save_checkpoint(a.save_dir, step + 1, a.keep_last, model, opt, topo, st);
+      if (root) std::printf("autotp: saved checkpoint %s\n", result.checkpoint.c_str());
+    }
+    if (stop) {
+      result.stopped = true;
+      if (root) {
+        std::printf(
+            "autotp: stop signal received after step %lld: %s; exiting with code %d "
+            "(requeue)\n",
+            (long long)(step + 1),
+            a.save_dir.empty() ? "no checkpoint written (no --save_dir)"
+                               : ("checkpoint " + result.checkpoint).c_str(),
+            kExitRequeue);
+        std::fflush(stdout);
+      }
+      break;
     }
   }
   if (!result.losses.empty()) result.final_loss = result.losses.back();

@@ -1,0 +1,46 @@
+#pragma once
+// What the NCCL and the staged MPI communicators share: host pointers go to plain MPI, device
+// pointers to the subclass; CUDA errors become autotp::Error.
+#include <cuda_runtime.h>
+#include <mpi.h>
+
+#include <memory>
+
+#include "core/error.hpp"
+#include "dist/comm.hpp"
+
+namespace autotp {
+
+inline void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail(what, " failed: ", cudaGetErrorString(e));
+}
+
+enum class ReduceOp { Sum, Max };
+
+class DeviceComm : public Comm {
+ public:
+  explicit DeviceComm(MPI_Comm c) : host_(make_mpi_comm(c)) {}
+  int rank() const final { return host_->rank(); }
+  int size() const final { return host_->size(); }
+  void all_reduce_sum(float* buf, size_t n) final;
+  void all_reduce_max(float* buf, size_t n) final;
+  void all_gather(const float* send, float* recv, size_t count) final;
+  void reduce_scatter_sum(const float* send, float* recv, size_t count) final;
+  void broadcast(float* buf, size_t n, int root) final;
+  void barrier() final { host_->barrier(); }
+
+ protected:
+  virtual void dev_all_reduce(float* buf, size_t n, ReduceOp op) = 0;
+  virtual void dev_all_gather(const float* send, float* recv, size_t count) = 0;
+  virtual void dev_reduce_scatter_sum(const float* send, float* recv, size_t count) = 0;
+  virtual void dev_broadcast(float* buf, size_t n, int root) = 0;
+
+ private:
+  // true for device (or managed) memory, false for host memory; `what` names the op for the
+  // message when send and recv disagree.
+  static bool on_device(const void* p);
+  static bool both_on_device(const void* send, const void* recv, const char* what);
+  std::unique_ptr<Comm> host_;
+};
+
+}  // namespace autotp

@@ -1,0 +1,209 @@
+#pragma once
+// Internals of the CUDA backend shared by its .cu files: the implementation class, error
+// checks, launch-size helpers, block reductions and the per-op profiling scope. Each group of
+// ops lives in the .cu named for it, as on the CPU side.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.hpp"
+#include "kernels/cuda/cuda_backend.hpp"
+
+namespace autotp::cuda {
+
+// Every CUDA/cuBLAS call goes through these: a failure names the call and the library message.
+void check_cuda(cudaError_t e, const char* call, const char* file, int line);
+void check_cublas(cublasStatus_t s, const char* call, const char* file, int line);
+#define AUTOTP_CUDA(call) ::autotp::cuda::check_cuda((call), #call, __FILE__, __LINE__)
+#define AUTOTP_CUBLAS(call) ::autotp::cuda::check_cublas((call), #call, __FILE__, __LINE__)
+// After a kernel launch: configuration errors (too much shared memory, bad grid) surface here.
+#define AUTOTP_LAUNCHED(name) \
+  ::autotp::cuda::check_cuda(cudaGetLastError(), "launch of " name, __FILE__, __LINE__)
+
+constexpr int kThreads = 256;
+// Blocks for a grid-stride loop over n items: enough to fill an H100, never a huge grid.
+inline unsigned grid_for(size_t n, int threads = kThreads) {
+  size_t b = (n + size_t(threads) - 1) / size_t(threads);
+  return unsigned(b < 1 ? 1 : (b > 65536 ? 65536 : b));
+}
+
+// Vocabulary blocks travel to the kernels by value (kernel arguments), so no upload is needed.
+constexpr int kMaxVocabBlocks = 16;
+struct Blocks {
+  int n = 0;
+  int64_t col[kMaxVocabBlocks], begin[kMaxVocabBlocks], len[kMaxVocabBlocks];
+  // The local column (or table row) of token id, -1 when no block holds it.
+  __device__ int64_t local(int64_t id) const {
+    for (int k = 0; k < n; ++k)
+      if (id >= begin[k] && id < begin[k] + len[k]) return col[k] + id - begin[k];
+    return -1;
+  }
+};
+Blocks to_blocks(const std::vector<VocabBlock>& v, const char* op);
+
+// Sum / max over a block of kThreads threads (any blockDim multiple of 32 up to 1024); every
+// thread gets the result. `red` is shared scratch of 32 T; the call begins with a barrier so
+// that back-to-back reductions may share it.
+template <typename T>
+__device__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+template <typename T>
+__device__ T block_sum(T v, T* red) {
+  v = warp_sum(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  v = lane < nw ? red[lane] : T(0);
+  return warp_sum(v);
+}
+__device__ inline float block_max(float v, float* red) {
+  v = warp_max(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  v = lane < nw ? red[lane] : -INFINITY;
+  return warp_max(v);
+}
+
+class CudaBackendImpl final : public CudaBackend {
+ public:
+  explicit CudaBackendImpl(int device);
+  ~CudaBackendImpl() override;
+
+  std::string name() const override { return "cuda"; }
+  int device() const override { return device_; }
+  std::string device_name() const override { return device_name_; }
+  cudaStream_t stream() const override { return stream_; }
+  size_t peak_bytes() const override { return peak_bytes_; }
+  void set_profiling(bool on) override { profiling_ = on; }
+  std::map<std::string, double> op_times_ms() override;
+  void reset_op_times() override;
+  void synchronize() override;
+
+  void* alloc_bytes(size_t bytes) override;
+  void free_bytes(void* p) override;
+  void to_host(const void* dev, void* host, size_t bytes) override;
+  void from_host(const void* host, void* dev, size_t bytes) override;
+  void copy(const void* src, void* dst, size_t bytes) override;
+  void fill_zero(void* p, size_t bytes) override;
+  void params_changed(const float* params, size_t n) override;
+
+  void matmul(int64_t M, int64_t N, int64_t K, const float* A, bool transA, const float* B,
+              bool transB, float* C, bool accumulate) override;
+
+  void add(const float* x, float* y, size_t n) override;
+  void scale(float* x, size_t n, float alpha) override;
+  void copy_cols(const float* src, int64_t src_ld, int64_t src_col, float* dst, int64_t dst_ld,
+                 int64_t dst_col, int64_t rows, int64_t cols, bool accumulate) override;
+
+  void embedding_forward(const int32_t* ids, int64_t n, const float* table, int64_t dim,
+                         const std::vector<VocabBlock>& blocks, float* out) override;
+  void embedding_backward(const int32_t* ids, int64_t n, const float* dout, int64_t dim,
+                          const std::vector<VocabBlock>& blocks, int64_t padding_idx,
+                          float* dtable) override;
+
+  void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t H, float eps, float* out,
+                       float* rstd) override;
+  void rmsnorm_backward(const float* dout, const float* x, const float* w, const float* rstd,
+                        int64_t N, int64_t H, float* dx, float* dw) override;
+  void add_rmsnorm_forward(const float* x, float* residual, const float* w, int64_t N, int64_t H,
+                           float eps, float* out, float* rstd) override;
+
+  void rope_forward(float* x, int64_t N, int64_t T, int64_t ld, int64_t n_heads, int64_t head_dim,
+                    int64_t rotary_dim, const float* cos, const float* sin) override;
+  void rope_backward(float* dx, int64_t N, int64_t T, int64_t ld, int64_t n_heads, int64_t head_dim,
+                     int64_t rotary_dim, const float* cos, const float* sin) override;
+
+  void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq, int64_t nkv,
+                         int64_t hd, float* out, float* lse) override;
+  void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
+                          int64_t B, int64_t T, int64_t nq, int64_t nkv, int64_t hd,
+                          float* dqkv) override;
+
+  void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out) override;
+  void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I,
+                       float* dgu) override;
+
+  void ce_max(const float* logits, int64_t N, int64_t V, float* m) override;
+  void ce_sumexp(const float* logits, int64_t N, int64_t V, const float* m, const int32_t* targets,
+                 const std::vector<VocabBlock>& blocks, float* s, float* z) override;
+  void ce_backward(float* logits, int64_t N, int64_t V, const float* m, const float* s,
+                   const int32_t* targets, const std::vector<VocabBlock>& blocks,
+                   int32_t ignore_index, float scale) override;
+
+  void adamw(float* p, float* m, float* v, const float* g, size_t n, const AdamWStep& s, bool decay,
+             float grad_scale) override;
+  double sum_squares(const float* x, size_t n) override;
+
+  // A device buffer reused across calls, grown (never shrunk) to `bytes`. Slots are per use
+  // so that two scratch buffers of one op never alias.
+  enum class Scratch { GemmA, GemmB, AttnD, Reduce, Count };
+  void* scratch(Scratch which, size_t bytes);
+
+  // Records CUDA events around one op while profiling is on (RAII; see op_times_ms()).
+  class Timed {
+   public:
+    Timed(CudaBackendImpl& be, const char* category);
+    ~Timed();
+    Timed(const Timed&) = delete;
+    Timed& operator=(const Timed&) = delete;
+
+   private:
+    CudaBackendImpl& be_;
+    const char* category_;
+    cudaEvent_t start_ = nullptr;
+  };
+
+ private:
+  void* device_alloc(size_t bytes);  // tracked in live_/current_bytes_/peak_bytes_
+  void device_free(void* p);
+  cudaEvent_t take_event();
+  // The bf16 operand for a GEMM: the params' shadow when x lies in the params range, else x
+  // converted into the given scratch slot.
+  const __nv_bfloat16* bf16_operand(const float* x, size_t n, Scratch slot);
+
+  int device_ = 0;
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+
+  std::unordered_map<void*, size_t> live_;
+  size_t current_bytes_ = 0, peak_bytes_ = 0;
+  void* scratch_[int(Scratch::Count)] = {};
+  size_t scratch_bytes_[int(Scratch::Count)] = {};
+
+  // bf16 copy of [params_, params_ + params_n_), refreshed by params_changed().
+  const float* params_ = nullptr;
+  size_t params_n_ = 0;
+  __nv_bfloat16* shadow_ = nullptr;
+  size_t shadow_cap_ = 0;
+
+  bool profiling_ = false;
+  struct Pending {
+    const char* category;
+    cudaEvent_t start, stop;
+  };
+  std::vector<Pending> pending_;
+  std::vector<cudaEvent_t> free_events_;
+  std::map<std::string, double> times_ms_;
+};
+
+// Elementwise fp32 -> bf16 (round to nearest even) of n values, on `stream`.
+void to_bf16(const float* x, __nv_bfloat16* y, size_t n, cudaStream_t stream);
+
+}  // namespace autotp::cuda

@@ -1,0 +1,7 @@
+# gpu: the CUDA backend against the CPU backend, op by op. Built whenever the CUDA backend is,
+# but not registered with ctest (CI has no GPU); the GPU job script runs it.
+if(TARGET autotp_kernels_cuda)
+  add_executable(test_cuda_backend ${PROJECT_SOURCE_DIR}/tests/gpu/test_cuda_backend.cpp)
+  target_include_directories(test_cuda_backend PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  target_link_libraries(test_cuda_backend PRIVATE autotp_kernels GTest::gtest_main)
+endif()

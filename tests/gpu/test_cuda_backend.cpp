@@ -1,0 +1,495 @@
+// The CUDA backend against the CPU backend, op by op, forward and backward. Fresh random data
+// each run (the seed is printed; AUTOTP_TEST_SEED=<n> replays a run). Outputs that an op
+// overwrites are poisoned with NaN bytes on both backends before it runs, so an element the
+// kernel forgot to write shows up as NaN. Each case prints its error
+//   rel = max|gpu - cpu| / max|cpu|
+// against its tolerance: bf16 GEMMs 1e-2, fp32 kernels 1e-5, attention 1e-4 (its kernels are
+// fp32; bf16 tensor-core attention would need 1e-2).
+// Needs a GPU; without one every test is skipped (a failure under AUTOTP_REQUIRE_GPU), so it is
+// not registered with ctest: tests/gpu/run_gpu_checks.sh runs it.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu/gpu_test_util.hpp"
+#include "kernels/backend.hpp"
+#include "kernels/cuda/cuda_backend.hpp"
+#include "test_util.hpp"
+
+namespace autotp {
+namespace {
+
+using Dims2 = std::array<int64_t, 2>;
+using Dims3 = std::array<int64_t, 3>;
+
+constexpr double kBf16Tol = 1e-2, kFp32Tol = 1e-5, kAttnTol = 1e-4;
+
+uint32_t run_seed() {
+  static const uint32_t seed = [] {
+    const char* env = std::getenv("AUTOTP_TEST_SEED");
+    uint32_t s = env ? uint32_t(std::strtoul(env, nullptr, 10)) : std::random_device{}();
+    std::printf("seed %u (replay with AUTOTP_TEST_SEED=%u)\n", s, s);
+    return s;
+  }();
+  return seed;
+}
+
+// A buffer with its twin: the same contents on the CPU (c) and on the GPU (g).
+struct Twin {
+  float* c = nullptr;
+  float* g = nullptr;
+  size_t n = 0;
+};
+struct TwinI {
+  int32_t* c = nullptr;
+  int32_t* g = nullptr;
+};
+
+class CudaVsCpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    AUTOTP_NEED_GPU();
+    ASSERT_GT(cuda_device_count(), 0) << "the runtime sees a GPU, cuda_device_count() does not";
+    gpu_ = make_cuda_backend(0);
+    cpu_ = make_cpu_backend();
+    rng_.seed(run_seed() + uint32_t(std::hash<std::string>{}(
+                               ::testing::UnitTest::GetInstance()->current_test_info()->name())));
+    static bool once = [this] {
+      std::printf("device %d: %s\n", gpu_->device(), gpu_->device_name().c_str());
+      return true;
+    }();
+    (void)once;
+  }
+  void TearDown() override {
+    if (!gpu_) return;
+    for (auto& p : cpu_bufs_) cpu_->free_bytes(p);
+    for (auto& p : gpu_bufs_) gpu_->free_bytes(p);
+  }
+
+  std::vector<float> random(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = u(rng_);
+    return v;
+  }
+  int64_t randint(int64_t lo, int64_t hi) {  // [lo, hi]
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
+  }
+
+  void* both_alloc(size_t bytes, void** g) {
+    void* c = cpu_->alloc_bytes(bytes);
+    *g = gpu_->alloc_bytes(bytes);
+    cpu_bufs_.push_back(c);
+    gpu_bufs_.push_back(*g);
+    return c;
+  }
+  Twin upload(const std::vector<float>& h) {
+    Twin t;
+    void* g;
+    t.c = static_cast<float*>(both_alloc(h.size() * sizeof(float), &g));
+    t.g = static_cast<float*>(g);
+    t.n = h.size();
+    set(t, h);
+    return t;
+  }
+  void set(const Twin& t, const std::vector<float>& h) {
+    cpu_->from_host(h.data(), t.c, h.size() * sizeof(float));
+    gpu_->from_host(h.data(), t.g, h.size() * sizeof(float));
+  }
+  // NaN bytes everywhere: what an op must overwrite.
+  Twin poisoned(size_t n) {
+    std::vector<float> h(n);
+    std::memset(h.data(), 0xFF, n * sizeof(float));
+    return upload(h);
+  }
+  void poison(const Twin& t) {
+    std::vector<float> h(t.n);
+    std::memset(h.data(), 0xFF, t.n * sizeof(float));
+    set(t, h);
+  }
+  TwinI upload_ids(const std::vector<int32_t>& h) {
+    TwinI t;
+    void* g;
+    t.c = static_cast<int32_t*>(both_alloc(h.size() * sizeof(int32_t), &g));
+    t.g = static_cast<int32_t*>(g);
+    cpu_->from_host(h.data(), t.c, h.size() * sizeof(int32_t));
+    gpu_->from_host(h.data(), t.g, h.size() * sizeof(int32_t));
+    return t;
+  }
+  std::vector<float> host(Backend& be, const float* p, size_t n) {
+    std::vector<float> h(n);
+    be.to_host(p, h.data(), n * sizeof(float));
+    return h;
+  }
+
+  // rel = max|gpu - cpu| / max|cpu|, printed; fails above tol or on any non-finite GPU value.
+  double expect_close(const std::string& what, const Twin& t, double tol) {
+    const std::vector<float> a = host(*gpu_, t.g, t.n), b = host(*cpu_, t.c, t.n);
+    double num = 0.0, den = 0.0;
+    size_t worst = 0;
+    for (size_t i = 0; i < t.n; ++i) {
+      if (!std::isfinite(a[i]) || !std::isfinite(b[i])) {
+        ADD_FAILURE() << what << ": element " << i << " of " << t.n << " is gpu " << a[i]
+                      << " / cpu " << b[i]
+                      << " (NaN on the gpu: the kernel left a poisoned output unwritten)";
+        return INFINITY;
+      }
+      const double d = std::fabs(double(a[i]) - double(b[i]));
+      if (d > num) num = d, worst = i;
+      den = std::max(den, std::fabs(double(b[i])));
+    }
+    const double rel = den > 0 ? num / den : num;
+    std::printf("  %-62s rel %.3e (tol %.0e)%s\n", what.c_str(), rel, tol,
+                rel <= tol ? "" : "  <-- FAIL");
+    EXPECT_LE(rel, tol) << what << ": worst element " << worst << " gpu " << a[worst] << " cpu "
+                        << b[worst] << " (max|cpu| " << den << ", seed " << run_seed() << ")";
+    return rel;
+  }
+
+  std::unique_ptr<CudaBackend> gpu_;
+  std::unique_ptr<Backend> cpu_;
+  std::mt19937 rng_;
+  std::vector<void*> cpu_bufs_, gpu_bufs_;
+};
+
+std::string name_of(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string name_of(const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+// ---------------------------------------------------------------- memory
+
+TEST_F(CudaVsCpu, MemoryOpsAndZeroFilledAlloc) {
+  const size_t n = 1000;
+  float* g = gpu_->alloc(n);
+  gpu_bufs_.push_back(g);
+  std::vector<float> h = host(*gpu_, g, n);
+  for (size_t i = 0; i < n; ++i)
+    ASSERT_EQ(h[i], 0.0f) << "alloc_bytes must zero-fill (" << i << ")";
+  const std::vector<float> v = random(n);
+  gpu_->from_host(v.data(), g, n * sizeof(float));
+  float* g2 = gpu_->alloc(n);
+  gpu_bufs_.push_back(g2);
+  gpu_->copy(g, g2, n * sizeof(float));
+  EXPECT_EQ(host(*gpu_, g2, n), v) << "copy then to_host changed the data";
+  gpu_->fill_zero(g2 + 10, 20 * sizeof(float));
+  h = host(*gpu_, g2, n);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(h[i], (i >= 10 && i < 30) ? 0.0f : v[i]) << i;
+  EXPECT_GE(gpu_->peak_bytes(), 2 * n * sizeof(float));
+}
+
+// ---------------------------------------------------------------- matmul
+
+TEST_F(CudaVsCpu, MatmulAllTransposesAccumulateAndParamShadow) {
+  for (auto [M, N, K] : std::vector<Dims3>{{67, 45, 129}, {256, 384, 512}, {1, 7, 3}}) {
+    // A parameter buffer holding one A and one B at odd offsets (the bf16 shadow is used for
+    // operands inside it); standalone operands are converted on the fly.
+    const int64_t offA = 3, offB = offA + M * K + 5, P = offB + K * N + 2;
+    Twin params = upload(random(size_t(P)));
+    gpu_->params_changed(params.g, size_t(P));
+    cpu_->params_changed(params.c, size_t(P));
+    Twin A = upload(random(size_t(M * K))), B = upload(random(size_t(K * N)));
+    for (int tr = 0; tr < 4; ++tr) {
+      const bool ta = tr & 1, tb = tr & 2;
+      for (int where = 0; where < 4; ++where) {  // bit 0: A in params, bit 1: B in params
+        const bool pa = where & 1, pb = where & 2;
+        // Random contents are layout-agnostic: the same buffer serves as [M,K] or [K,M].
+        const float* ac = pa ? params.c + offA : A.c;
+        const float* ag = pa ? params.g + offA : A.g;
+        const float* bc = pb ? params.c + offB : B.c;
+        const float* bg = pb ? params.g + offB : B.g;
+        for (bool acc : {false, true}) {
+          Twin C = acc ? upload(random(size_t(M * N))) : poisoned(size_t(M * N));
+          cpu_->matmul(M, N, K, ac, ta, bc, tb, C.c, acc);
+          gpu_->matmul(M, N, K, ag, ta, bg, tb, C.g, acc);
+          expect_close(name_of("matmul %ldx%ldx%ld %s%s%s A%s B%s", long(M), long(N), long(K),
+                               ta ? "At" : "A", tb ? "Bt" : "B", acc ? " +=" : "",
+                               pa ? "(shadow)" : "", pb ? "(shadow)" : ""),
+                       C, kBf16Tol);
+        }
+      }
+    }
+  }
+}
+
+// The shadow really is what the GEMM reads: parameters changed behind the backend's back
+// (no params_changed) still multiply as their old values.
+TEST_F(CudaVsCpu, MatmulReadsTheParamShadow) {
+  const int64_t M = 33, N = 20, K = 40;
+  const std::vector<float> w = random(size_t(K * N));
+  Twin params = upload(w);
+  gpu_->params_changed(params.g, w.size());
+  Twin X = upload(random(size_t(M * K)));
+  Twin C = poisoned(size_t(M * N));
+  cpu_->matmul(M, N, K, X.c, false, params.c, false, C.c, false);
+  const std::vector<float> other = random(w.size());
+  gpu_->from_host(other.data(), params.g, other.size() * sizeof(float));
+  gpu_->matmul(M, N, K, X.g, false, params.g, false, C.g, false);
+  expect_close("matmul with a stale shadow (= old weights)", C, kBf16Tol);
+  set(params, other);
+  gpu_->params_changed(params.g, w.size());
+  cpu_->matmul(M, N, K, X.c, false, params.c, false, C.c, false);
+  gpu_->matmul(M, N, K, X.g, false, params.g, false, C.g, false);
+  expect_close("matmul after params_changed (= new weights)", C, kBf16Tol);
+}
+
+// ---------------------------------------------------------------- elementwise
+
+TEST_F(CudaVsCpu, AddScaleCopyCols) {
+  const size_t n = 1000003;
+  Twin x = upload(random(n)), y = upload(random(n));
+  cpu_->add(x.c, y.c, n);
+  gpu_->add(x.g, y.g, n);
+  expect_close("add", y, kFp32Tol);
+  cpu_->scale(y.c, n, -0.37f);
+  gpu_->scale(y.g, n, -0.37f);
+  expect_close("scale", y, kFp32Tol);
+  for (bool acc : {false, true}) {
+    Twin src = upload(random(33 * 50)), dst = upload(random(33 * 40));
+    cpu_->copy_cols(src.c, 50, 7, dst.c, 40, 3, 33, 20, acc);
+    gpu_->copy_cols(src.g, 50, 7, dst.g, 40, 3, 33, 20, acc);
+    expect_close(acc ? "copy_cols +=" : "copy_cols", dst, kFp32Tol);
+  }
+}
+
+// ---------------------------------------------------------------- embedding
+
+TEST_F(CudaVsCpu, EmbeddingWithBlocksAndPadding) {
+  const int64_t V = 50, dim = 33, n = 41, pad = 1;
+  struct Case {
+    const char* name;
+    std::vector<VocabBlock> blocks;
+    int64_t rows, padding_idx;
+  };
+  const Case cases[] = {{"replicated", {{0, 0, V}}, V, pad},
+                        {"replicated, no padding_idx", {{0, 0, V}}, V, -1},
+                        {"vocab-parallel 2 blocks", {{0, 0, 7}, {7, 30, 5}}, 12, pad}};
+  for (const Case& c : cases) {
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (auto& id : ids) id = int32_t(randint(0, V - 1));
+    ids[3] = ids[17] = int32_t(pad);  // padding tokens
+    ids[5] = ids[6] = 31;             // a repeated token (the backward's atomics)
+    TwinI ti = upload_ids(ids);
+    Twin table = upload(random(size_t(c.rows * dim)));
+    Twin out = upload(random(size_t(n * dim)));  // embedding_forward adds
+    cpu_->embedding_forward(ti.c, n, table.c, dim, c.blocks, out.c);
+    gpu_->embedding_forward(ti.g, n, table.g, dim, c.blocks, out.g);
+    expect_close(std::string("embedding_forward ") + c.name, out, kFp32Tol);
+    Twin dout = upload(random(size_t(n * dim)));
+    Twin dtable = upload(random(size_t(c.rows * dim)));
+    cpu_->embedding_backward(ti.c, n, dout.c, dim, c.blocks, c.padding_idx, dtable.c);
+    gpu_->embedding_backward(ti.g, n, dout.g, dim, c.blocks, c.padding_idx, dtable.g);
+    expect_close(std::string("embedding_backward ") + c.name, dtable, kFp32Tol);
+  }
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+TEST_F(CudaVsCpu, RmsNormForwardBackwardAndFusedAdd) {
+  for (auto [N, H] : std::vector<Dims2>{{37, 300}, {4, 5120}, {3, 16}}) {
+    const float eps = 1e-5f;
+    Twin x = upload(random(size_t(N * H), -2, 2)), w = upload(random(size_t(H), 0.5f, 1.5f));
+    Twin out = poisoned(size_t(N * H)), rstd = poisoned(size_t(N));
+    cpu_->rmsnorm_forward(x.c, w.c, N, H, eps, out.c, rstd.c);
+    gpu_->rmsnorm_forward(x.g, w.g, N, H, eps, out.g, rstd.g);
+    const std::string tag = name_of(" N %ld H %ld", long(N), long(H));
+    expect_close("rmsnorm_forward out" + tag, out, kFp32Tol);
+    expect_close("rmsnorm_forward rstd" + tag, rstd, kFp32Tol);
+    Twin dout = upload(random(size_t(N * H)));
+    Twin dx = upload(random(size_t(N * H))), dw = upload(random(size_t(H)));  // both add
+    cpu_->rmsnorm_backward(dout.c, x.c, w.c, rstd.c, N, H, dx.c, dw.c);
+    gpu_->rmsnorm_backward(dout.g, x.g, w.g, rstd.g, N, H, dx.g, dw.g);
+    expect_close("rmsnorm_backward dx" + tag, dx, kFp32Tol);
+    expect_close("rmsnorm_backward dw" + tag, dw, kFp32Tol);
+
+    Twin res = upload(random(size_t(N * H), -2, 2));
+    poison(out);
+    poison(rstd);
+    cpu_->add_rmsnorm_forward(x.c, res.c, w.c, N, H, eps, out.c, rstd.c);
+    gpu_->add_rmsnorm_forward(x.g, res.g, w.g, N, H, eps, out.g, rstd.g);
+    expect_close("add_rmsnorm_forward residual" + tag, res, kFp32Tol);
+    expect_close("add_rmsnorm_forward out" + tag, out, kFp32Tol);
+    expect_close("add_rmsnorm_forward rstd" + tag, rstd, kFp32Tol);
+  }
+}
+
+// ---------------------------------------------------------------- RoPE
+
+TEST_F(CudaVsCpu, RopePartialForwardBackward) {
+  // (head_dim, rotary_dim): tiny test model, Phi-4-mini (partial 0.75), Phi-4 (full).
+  for (auto [hd, rd] : std::vector<Dims2>{{8, 4}, {128, 96}, {128, 128}}) {
+    const int64_t B = 2, T = 13, N = B * T, nq = 3, nkv = 1, ld = (nq + 2 * nkv) * hd;
+    Twin x = upload(random(size_t(N * ld)));
+    Twin cos = upload(random(size_t(T * rd / 2), -1.2f, 1.2f));
+    Twin sin = upload(random(size_t(T * rd / 2), -1.2f, 1.2f));
+    const std::string tag = name_of(" hd %ld rd %ld", long(hd), long(rd));
+    cpu_->rope_forward(x.c, N, T, ld, nq + nkv, hd, rd, cos.c, sin.c);
+    gpu_->rope_forward(x.g, N, T, ld, nq + nkv, hd, rd, cos.g, sin.g);
+    expect_close("rope_forward" + tag, x, kFp32Tol);
+    cpu_->rope_backward(x.c, N, T, ld, nq + nkv, hd, rd, cos.c, sin.c);
+    gpu_->rope_backward(x.g, N, T, ld, nq + nkv, hd, rd, cos.g, sin.g);
+    expect_close("rope_backward" + tag, x, kFp32Tol);
+  }
+}
+
+// ---------------------------------------------------------------- attention
+
+TEST_F(CudaVsCpu, AttentionForwardBackward) {
+  const int64_t B = 2;
+  for (int64_t hd : {16, 64, 128, 8}) {
+    for (int64_t T : {1, 17, 128, 300}) {
+      for (auto [nq, nkv] : std::vector<Dims2>{{8, 4}, {3, 1}, {4, 4}}) {
+        const int64_t ld = (nq + 2 * nkv) * hd, N = B * T;
+        const std::string tag =
+            name_of(" hd %ld T %ld nq/nkv %ld/%ld", long(hd), long(T), long(nq), long(nkv));
+        Twin qkv = upload(random(size_t(N * ld), -2, 2));
+        Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
+        cpu_->attention_forward(qkv.c, B, T, nq, nkv, hd, out.c, lse.c);
+        gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g);
+        expect_close("attention_forward out" + tag, out, kAttnTol);
+        expect_close("attention_forward lse" + tag, lse, kAttnTol);
+        // Each backend's backward reads its own forward's out and lse.
+        Twin dout = upload(random(size_t(N * nq * hd)));
+        Twin dqkv = poisoned(size_t(N * ld));
+        cpu_->attention_backward(dout.c, qkv.c, out.c, lse.c, B, T, nq, nkv, hd, dqkv.c);
+        gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
+        expect_close("attention_backward dqkv" + tag, dqkv, kAttnTol);
+      }
+    }
+  }
+}
+
+TEST_F(CudaVsCpu, AttentionRejectsUncompiledHeadDim) {
+  Twin qkv = upload(random(size_t(3 * 12))), out = poisoned(4), lse = poisoned(1);
+  EXPECT_TRUE(has(error_of([&] { gpu_->attention_forward(qkv.g, 1, 1, 1, 1, 12, out.g, lse.g); }),
+                  "head_dim 12"));
+}
+
+// ---------------------------------------------------------------- SwiGLU
+
+TEST_F(CudaVsCpu, SwigluForwardBackward) {
+  const int64_t N = 37, I = 300;
+  Twin gu = upload(random(size_t(N * 2 * I), -6, 6));
+  Twin out = poisoned(size_t(N * I));
+  cpu_->swiglu_forward(gu.c, N, I, out.c);
+  gpu_->swiglu_forward(gu.g, N, I, out.g);
+  expect_close("swiglu_forward", out, kFp32Tol);
+  Twin dout = upload(random(size_t(N * I)));
+  Twin dgu = poisoned(size_t(N * 2 * I));
+  cpu_->swiglu_backward(dout.c, gu.c, N, I, dgu.c);
+  gpu_->swiglu_backward(dout.g, gu.g, N, I, dgu.g);
+  expect_close("swiglu_backward", dgu, kFp32Tol);
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+TEST_F(CudaVsCpu, CrossEntropyVocabParallelAndIgnoreIndex) {
+  const int32_t ignore = -100;
+  struct Case {
+    const char* name;
+    int64_t N, V, vocab;  // V local columns of a `vocab`-token vocabulary
+    std::vector<VocabBlock> blocks;
+  };
+  const Case cases[] = {{"vocab-parallel 2 blocks", 37, 12, 50, {{0, 0, 7}, {7, 30, 5}}},
+                        {"replicated V 3000", 29, 3000, 3000, {{0, 0, 3000}}},
+                        {"replicated V 200064", 3, 200064, 200064, {{0, 0, 200064}}}};
+  for (const Case& c : cases) {
+    const std::string tag = std::string(" ") + c.name;
+    std::vector<int32_t> tg(size_t(c.N));
+    for (auto& t : tg) t = int32_t(randint(0, c.vocab - 1));
+    tg[0] = ignore;
+    tg[size_t(c.N) - 1] = int32_t(c.blocks.back().begin);  // one target surely held locally
+    TwinI targets = upload_ids(tg);
+    Twin logits = upload(random(size_t(c.N * c.V), -8, 8));
+    Twin m = poisoned(size_t(c.N)), s = poisoned(size_t(c.N)), z = poisoned(size_t(c.N));
+    cpu_->ce_max(logits.c, c.N, c.V, m.c);
+    gpu_->ce_max(logits.g, c.N, c.V, m.g);
+    expect_close("ce_max" + tag, m, kFp32Tol);
+    cpu_->ce_sumexp(logits.c, c.N, c.V, m.c, targets.c, c.blocks, s.c, z.c);
+    gpu_->ce_sumexp(logits.g, c.N, c.V, m.g, targets.g, c.blocks, s.g, z.g);
+    expect_close("ce_sumexp s" + tag, s, kFp32Tol);
+    expect_close("ce_sumexp z" + tag, z, kFp32Tol);
+    const float scale = 1.0f / float(c.N - 1);
+    cpu_->ce_backward(logits.c, c.N, c.V, m.c, s.c, targets.c, c.blocks, ignore, scale);
+    gpu_->ce_backward(logits.g, c.N, c.V, m.g, s.g, targets.g, c.blocks, ignore, scale);
+    expect_close("ce_backward" + tag, logits, kFp32Tol);
+  }
+}
+
+// ---------------------------------------------------------------- optimizer
+
+TEST_F(CudaVsCpu, AdamwAndSumSquares) {
+  const size_t n = 100003;
+  AdamWStep st;
+  st.decay_factor = 1.0f - 3e-4f * 0.1f;
+  st.one_minus_beta1 = 0.1f;
+  st.beta2 = 0.95f;
+  st.one_minus_beta2 = 0.05f;
+  st.bc2_sqrt = std::sqrt(1.0f - std::pow(0.95f, 7.0f));
+  st.eps = 1e-8f;
+  st.neg_step_size = -3e-4f / (1.0f - std::pow(0.9f, 7.0f));
+  for (bool decay : {true, false}) {
+    for (float w1 : {0.1f, 0.7f}) {  // both branches of torch's lerp
+      st.one_minus_beta1 = w1;
+      Twin p = upload(random(n)), m = upload(random(n, -0.1f, 0.1f));
+      Twin v = upload(random(n, 0.0f, 0.01f)), g = upload(random(n));
+      cpu_->adamw(p.c, m.c, v.c, g.c, n, st, decay, 0.5f);
+      gpu_->adamw(p.g, m.g, v.g, g.g, n, st, decay, 0.5f);
+      const std::string tag = name_of(" decay %d 1-beta1 %.1f", int(decay), double(w1));
+      expect_close("adamw p" + tag, p, kFp32Tol);
+      expect_close("adamw m" + tag, m, kFp32Tol);
+      expect_close("adamw v" + tag, v, kFp32Tol);
+      const std::vector<float> a = host(*gpu_, p.g, n), b = host(*cpu_, p.c, n);
+      size_t differ = 0;
+      for (size_t i = 0; i < n; ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+      std::printf("  adamw p%s: %zu of %zu elements not bit-identical to the cpu\n", tag.c_str(),
+                  differ, n);
+    }
+  }
+  for (size_t len : {size_t(1), size_t(1000), size_t(10000019)}) {
+    Twin x = upload(random(len, -3, 3));
+    const double a = gpu_->sum_squares(x.g, len), b = cpu_->sum_squares(x.c, len);
+    const double rel = std::fabs(a - b) / std::fabs(b);
+    std::printf("  %-62s rel %.3e (tol %.0e)\n", name_of("sum_squares n %zu", len).c_str(), rel,
+                kFp32Tol);
+    EXPECT_LE(rel, kFp32Tol) << "sum_squares n " << len << ": gpu " << a << " cpu " << b;
+  }
+}
+
+// ---------------------------------------------------------------- profiling
+
+TEST_F(CudaVsCpu, ProfilingCountsOpCategories) {
+  gpu_->set_profiling(true);
+  gpu_->reset_op_times();
+  Twin a = upload(random(64 * 64)), c = poisoned(64 * 64);
+  gpu_->matmul(64, 64, 64, a.g, false, a.g, true, c.g, false);
+  Twin qkv = upload(random(size_t(2 * 17 * 3 * 16))), out = poisoned(17 * 2 * 16);
+  Twin lse = poisoned(2 * 17);
+  gpu_->attention_forward(qkv.g, 1, 17, 1, 1, 16, out.g, lse.g);
+  gpu_->attention_forward(qkv.g, 2, 17, 1, 1, 16, out.g, lse.g);
+  auto t = gpu_->op_times_ms();
+  EXPECT_GT(t["gemm"], 0.0);
+  EXPECT_GT(t["attention"], 0.0);
+  EXPECT_EQ(t.count("swiglu"), 0u) << "no swiglu ran, yet it has a time";
+  gpu_->reset_op_times();
+  EXPECT_TRUE(gpu_->op_times_ms().empty());
+  gpu_->set_profiling(false);
+}
+
+}  // namespace
+}  // namespace autotp
