@@ -3,8 +3,8 @@
 // overwrites are poisoned with NaN bytes on both backends before it runs, so an element the
 // kernel forgot to write shows up as NaN. Each case prints its error
 //   rel = max|gpu - cpu| / max|cpu|
-// against its tolerance: bf16 GEMMs 1e-2, fp32 kernels 1e-5, attention 1e-4 (its kernels are
-// fp32; bf16 tensor-core attention would need 1e-2).
+// against its tolerance: bf16 GEMMs 1e-2, fp32 kernels 1e-5, attention 1e-2 on the bf16
+// tensor-core path (head dims 16, 32, 64, 128) and 1e-4 on the fp32 kernels (other head dims).
 // Needs a GPU; without one every test is skipped (a failure under AUTOTP_REQUIRE_GPU), so it is
 // not registered with ctest: tests/gpu/run_gpu_checks.sh runs it.
 #include <gtest/gtest.h>
@@ -32,7 +32,18 @@ namespace {
 using Dims2 = std::array<int64_t, 2>;
 using Dims3 = std::array<int64_t, 3>;
 
-constexpr double kBf16Tol = 1e-2, kFp32Tol = 1e-5, kAttnTol = 1e-4;
+constexpr double kBf16Tol = 1e-2, kFp32Tol = 1e-5;
+
+// The head dims that run on the bf16 tensor-core attention kernels (kernels/cuda/attention.cuh).
+double attention_tol(int64_t hd) {
+  return hd == 16 || hd == 32 || hd == 64 || hd == 128 ? 1e-2 : 1e-4;
+}
+
+// AUTOTP_ATTN_FP32=1 for a scope: the CUDA backend then runs its fp32 attention kernels.
+struct Fp32Attention {
+  Fp32Attention() { setenv("AUTOTP_ATTN_FP32", "1", 1); }
+  ~Fp32Attention() { unsetenv("AUTOTP_ATTN_FP32"); }
+};
 
 uint32_t run_seed() {
   static const uint32_t seed = [] {
@@ -42,6 +53,16 @@ uint32_t run_seed() {
     return s;
   }();
   return seed;
+}
+
+std::string name_of(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string name_of(const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
 }
 
 // A buffer with its twin: the same contents on the CPU (c) and on the GPU (g).
@@ -156,21 +177,30 @@ class CudaVsCpu : public ::testing::Test {
     return rel;
   }
 
+  // Forward and backward of one attention shape on both backends, compared.
+  void attention_case(int64_t B, int64_t T, int64_t nq, int64_t nkv, int64_t hd, double tol) {
+    const int64_t ld = (nq + 2 * nkv) * hd, N = B * T;
+    const std::string tag = name_of(" B %ld hd %ld T %ld nq/nkv %ld/%ld", long(B), long(hd),
+                                    long(T), long(nq), long(nkv));
+    Twin qkv = upload(random(size_t(N * ld), -2, 2));
+    Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
+    cpu_->attention_forward(qkv.c, B, T, nq, nkv, hd, out.c, lse.c);
+    gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g);
+    expect_close("attention_forward out" + tag, out, tol);
+    expect_close("attention_forward lse" + tag, lse, tol);
+    // Each backend's backward reads its own forward's out and lse.
+    Twin dout = upload(random(size_t(N * nq * hd)));
+    Twin dqkv = poisoned(size_t(N * ld));
+    cpu_->attention_backward(dout.c, qkv.c, out.c, lse.c, B, T, nq, nkv, hd, dqkv.c);
+    gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
+    expect_close("attention_backward dqkv" + tag, dqkv, tol);
+  }
+
   std::unique_ptr<CudaBackend> gpu_;
   std::unique_ptr<Backend> cpu_;
   std::mt19937 rng_;
   std::vector<void*> cpu_bufs_, gpu_bufs_;
 };
-
-std::string name_of(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string name_of(const char* fmt, ...) {
-  char buf[256];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  return buf;
-}
 
 // ---------------------------------------------------------------- memory
 
@@ -354,24 +384,56 @@ TEST_F(CudaVsCpu, AttentionForwardBackward) {
   for (int64_t hd : {16, 64, 128, 8}) {
     for (int64_t T : {1, 17, 128, 300}) {
       for (auto [nq, nkv] : std::vector<Dims2>{{8, 4}, {3, 1}, {4, 4}}) {
-        const int64_t ld = (nq + 2 * nkv) * hd, N = B * T;
-        const std::string tag =
-            name_of(" hd %ld T %ld nq/nkv %ld/%ld", long(hd), long(T), long(nq), long(nkv));
-        Twin qkv = upload(random(size_t(N * ld), -2, 2));
-        Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
-        cpu_->attention_forward(qkv.c, B, T, nq, nkv, hd, out.c, lse.c);
-        gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g);
-        expect_close("attention_forward out" + tag, out, kAttnTol);
-        expect_close("attention_forward lse" + tag, lse, kAttnTol);
-        // Each backend's backward reads its own forward's out and lse.
-        Twin dout = upload(random(size_t(N * nq * hd)));
-        Twin dqkv = poisoned(size_t(N * ld));
-        cpu_->attention_backward(dout.c, qkv.c, out.c, lse.c, B, T, nq, nkv, hd, dqkv.c);
-        gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
-        expect_close("attention_backward dqkv" + tag, dqkv, kAttnTol);
+        attention_case(B, T, nq, nkv, hd, attention_tol(hd));
       }
     }
   }
+  // The fp32 kernels at a tensor-core head dim (they stay the fallback).
+  Fp32Attention fp32;
+  for (int64_t T : {17, 300}) attention_case(B, T, 8, 4, 64, 1e-4);
+}
+
+// The Phi-4-mini shape at full length: accuracy over 32 key tiles, and the kernel times of the
+// tensor-core path against the fp32 kernels (AUTOTP_ATTN_FP32 selects those).
+TEST_F(CudaVsCpu, AttentionLongSequenceAndTimes) {
+  const int64_t B = 1, T = 2048, nq = 24, nkv = 8, hd = 128;
+  attention_case(B, T, nq, nkv, hd, attention_tol(hd));
+  const int64_t N = B * T, ld = (nq + 2 * nkv) * hd;
+  Twin qkv = upload(random(size_t(N * ld), -2, 2)), dout = upload(random(size_t(N * nq * hd)));
+  Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
+  Twin dqkv = poisoned(size_t(N * ld));
+  cudaEvent_t e0, e1, e2;
+  ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&e2), cudaSuccess);
+  for (bool fp32 : {false, true}) {
+    std::unique_ptr<Fp32Attention> scope(fp32 ? new Fp32Attention : nullptr);
+    const int reps = 5;
+    float fwd = 0, bwd = 0;
+    for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
+      cudaEventRecord(e0, gpu_->stream());
+      gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g);
+      cudaEventRecord(e1, gpu_->stream());
+      gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
+      cudaEventRecord(e2, gpu_->stream());
+      ASSERT_EQ(cudaEventSynchronize(e2), cudaSuccess);
+      float f, b;
+      cudaEventElapsedTime(&f, e0, e1);
+      cudaEventElapsedTime(&b, e1, e2);
+      if (rep > 0) fwd += f / reps, bwd += b / reps;
+    }
+    // Useful causal flops: 2 matmuls forward, 5 backward (7 run: both backward kernels
+    // recompute S and dP).
+    const double mm = 2.0 * B * nq * double(T) * double(T) / 2 * hd;
+    std::printf(
+        "  attention %s T %ld hd %ld nq/nkv %ld/%ld: forward %.3f ms (%.0f TFLOP/s), "
+        "backward %.3f ms (%.0f TFLOP/s)\n",
+        fp32 ? "fp32 kernels" : "tensor cores", long(T), long(hd), long(nq), long(nkv), fwd,
+        2 * mm / fwd * 1e-9, bwd, 5 * mm / bwd * 1e-9);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaEventDestroy(e2);
 }
 
 TEST_F(CudaVsCpu, AttentionRejectsUncompiledHeadDim) {

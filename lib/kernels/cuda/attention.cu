@@ -1,5 +1,8 @@
 // Causal self-attention with grouped KV heads as fused flash-style kernels (fp32 math on tiles
 // in shared memory; no T x T matrix ever reaches memory).
+// Head dims 16, 32, 64 and 128 run on the bf16 tensor-core kernels of attention_tc.cu instead
+// (same structure); these fp32 kernels serve the other head dims, unaligned buffers, and
+// AUTOTP_ATTN_FP32=1 (a reference to compare against).
 //
 // Forward (one block per 64 query rows of one (batch, head)): stream the key/value tiles up to
 // the diagonal, keeping per row the running max m, the running sum l of exp(s - m) and the
@@ -23,7 +26,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "kernels/cuda/cuda_impl.cuh"
+#include "kernels/cuda/attention.cuh"
 
 namespace autotp::cuda {
 
@@ -62,21 +65,6 @@ __device__ inline float row_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
 }
-
-// Where the rows of one (batch, head) start: qkv (and dqkv) rows are [q heads | k heads |
-// v heads], out (and dout) rows [q heads]; the saved statistics are [B, nq, T].
-struct Heads {
-  int64_t T;
-  int nq, nkv, hd;
-  __host__ __device__ int64_t ld() const { return int64_t(nq + 2 * nkv) * hd; }
-  __host__ __device__ int64_t ldo() const { return int64_t(nq) * hd; }
-  __device__ int kv_of(int h) const { return h / (nq / nkv); }  // repeat_kv
-  __device__ int64_t q(int b, int h) const { return int64_t(b) * T * ld() + int64_t(h) * hd; }
-  __device__ int64_t k(int b, int kvh) const { return q(b, nq + kvh); }
-  __device__ int64_t v(int b, int kvh) const { return q(b, nq + nkv + kvh); }
-  __device__ int64_t o(int b, int h) const { return int64_t(b) * T * ldo() + int64_t(h) * hd; }
-  __device__ int64_t stat(int b, int h) const { return (int64_t(b) * nq + h) * T; }
-};
 
 // s[c] = a . x_(t + 4c) over the head dims: a is one row of the block's own tile, x a streamed
 // tile (shared memory, rows HD + 1 apart). One load of a per NS products.
@@ -322,13 +310,6 @@ size_t dkv_smem() {
          size_t(2 * kRows * C::LD + 2 * C::BS * C::LD + 2 * kRows * C::LP + 2 * C::BS);
 }
 
-// Kernels above 48 KiB of dynamic shared memory must opt in (H100: up to 227 KiB per block).
-template <typename K>
-void allow_smem(K kernel, size_t bytes, const char* name) {
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-             name, __FILE__, __LINE__);
-}
-
 struct Launch {
   Heads g;
   int64_t B;
@@ -365,24 +346,10 @@ void backward_hd(const Launch& L, const float* dout, const float* qkv, const flo
 // The head dims compiled in (each one is three kernels).
 template <typename F>
 void dispatch_hd(int64_t hd, F&& f) {
-  switch (hd) {
-    case 8:
-      return f(std::integral_constant<int, 8>{});
-    case 16:
-      return f(std::integral_constant<int, 16>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 96:
-      return f(std::integral_constant<int, 96>{});
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    default:
-      fail("cuda attention: head_dim ", hd,
-           " is not compiled in (8, 16, 32, 64, 96, 128); add it to dispatch_hd in "
-           "kernels/cuda/attention.cu");
-  }
+  if (!with_head_dim(HeadDims<8, 16, 32, 64, 96, 128>{}, hd, f))
+    fail("cuda attention: head_dim ", hd,
+         " is not compiled in (8, 16, 32, 64, 96, 128); add it to dispatch_hd in "
+         "kernels/cuda/attention.cu");
 }
 
 void check_shape(int64_t B, int64_t T, int64_t nq, int64_t nkv, const char* op) {
@@ -400,6 +367,8 @@ void CudaBackendImpl::attention_forward(const float* qkv, int64_t B, int64_t T, 
   check_shape(B, T, nq, nkv, "attention_forward");
   Timed t(*this, "attention");
   const Launch L{{T, int(nq), int(nkv), int(hd)}, B, stream_};
+  if (tc_attention_applies(hd, qkv, out))
+    return tc_attention_forward(qkv, L.g, B, stream_, out, lse);
   dispatch_hd(hd, [&](auto c) { forward_hd<decltype(c)::value>(L, qkv, out, lse); });
 }
 
@@ -414,6 +383,8 @@ void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, co
   attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout, out, L.g, B,
                                                                                  D);
   AUTOTP_LAUNCHED("attn_delta_kernel");
+  if (tc_attention_applies(hd, dout, qkv, dqkv))
+    return tc_attention_backward(dout, qkv, lse, D, L.g, B, stream_, dqkv);
   dispatch_hd(hd, [&](auto c) { backward_hd<decltype(c)::value>(L, dout, qkv, lse, D, dqkv); });
 }
 
