@@ -92,15 +92,19 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
     state_hi_ = own_hi_;
   }
   const size_t ns = state_numel();
-  master_ = be_.alloc(ns);
+  // When this rank's state covers the whole buffer (stage 0, or dp = 1) the parameters are the
+  // master copy: a second fp32 copy would only cost 4 bytes per parameter.
+  master_is_params_ = state_lo_ == 0 && state_hi_ == layout.total;
+  master_ = master_is_params_ ? params_ : be_.alloc(ns);
   m_ = be_.alloc(ns);  // zero-filled
   v_ = be_.alloc(ns);
-  if (ns) be_.copy(params_ + state_lo_, master_, ns * sizeof(float));
+  if (ns && !master_is_params_) be_.copy(params_ + state_lo_, master_, ns * sizeof(float));
   chunk_ = std::max<size_t>(1, std::min(shard_size_, bucket_numel_ / n));
   if (stage_ > 0 && n > 1) scratch_ = be_.alloc((n + 1) * chunk_);
 }
 
 ZeroOptimizer::~ZeroOptimizer() {
+  if (master_is_params_) master_ = nullptr;
   for (float* p : {master_, m_, v_, scratch_})
     if (p) be_.free_bytes(p);
 }
@@ -216,7 +220,8 @@ StepStats ZeroOptimizer::step(double lr) {
 void ZeroOptimizer::publish_params() {
   const int n = dp_.size();
   if (stage_ == 0 || n == 1) {
-    if (state_numel()) be_.copy(master_, params_ + state_lo_, state_numel() * sizeof(float));
+    if (state_numel() && !master_is_params_)
+      be_.copy(master_, params_ + state_lo_, state_numel() * sizeof(float));
     return;
   }
   // All-gather chunk by chunk, the mirror of the reduce-scatter in average_grads().

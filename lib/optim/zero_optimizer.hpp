@@ -96,7 +96,8 @@ class ZeroOptimizer {
   std::vector<float> state_to_host(State which);
   void state_from_host(State which, const float* host);  // state_numel() values
   // Writes the master weights into params on every DP rank (collective over DP for stages
-  // 1/2): after loading master from a checkpoint.
+  // 1/2): after loading master from a checkpoint. Where the state covers the whole buffer
+  // (stage 0, or dp = 1) the master IS params (no second fp32 copy) and this is a no-op.
   void publish_params();
 
   // [begin, end) of DP rank r's shard of a flat buffer of `total` elements.
@@ -124,6 +125,7 @@ class ZeroOptimizer {
   int64_t step_ = 0;
   Backend& be_;
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;  // state_numel() each, on be_
+  bool master_is_params_ = false;  // master_ aliases params_ (the state covers the whole buffer)
   float* scratch_ = nullptr;  // (dp + 1) * chunk_: one collective's send and receive buffers
 };
 
