@@ -126,7 +126,7 @@ class ZeroOptimizer {
   Backend& be_;
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;  // state_numel() each, on be_
   bool master_is_params_ = false;  // master_ aliases params_ (the state covers the whole buffer)
-  float* scratch_ = nullptr;  // (dp + 1) * chunk_: one collective's send and receive buffers
+  float* scratch_ = nullptr;       // (dp + 1) * chunk_: one collective's send and receive buffers
 };
 
 }  // namespace autotp
