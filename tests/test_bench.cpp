@@ -72,7 +72,9 @@ TEST(TimedComm, CountsTheWaitInsideCalls) {
   EXPECT_EQ(x, 6.0f);
   EXPECT_EQ(c.calls(), 1);
   EXPECT_EQ(syncs, 2);  // before (queued compute) and after (the collective itself)
-  if (world_rank() == 0) EXPECT_GT(c.seconds(), 0.15);  // it waited for rank 1
+  if (world_rank() == 0) {
+    EXPECT_GT(c.seconds(), 0.15);  // it waited for rank 1
+  }
   c.reset();
   EXPECT_EQ(c.seconds(), 0.0);
 }

@@ -67,11 +67,13 @@ std::vector<float> gather_full(const ShardSpec& spec, const std::vector<float>& 
   return full;
 }
 
-Result run(const ModelConfig& cfg, const PartitionPlan& plan, MPI_Comm group,
-           bool* replicas_equal) {
+// chunk_rows: Phi3Model::set_logits_chunk_rows (0: the default, one chunk for the tiny model).
+Result run(const ModelConfig& cfg, const PartitionPlan& plan, MPI_Comm group, bool* replicas_equal,
+           int64_t chunk_rows = 0) {
   auto be = make_cpu_backend();
   auto comm = make_mpi_comm(group);
   Phi3Model m(cfg, plan, comm->rank(), *comm, *be);
+  m.set_logits_chunk_rows(chunk_rows);
   m.init_random(2024);
   Batch b = make_batch(cfg.vocab_size);
   Result res;
@@ -234,6 +236,53 @@ TEST(ModelTP, UntiedPlansMatchTp1) {
 }
 TEST(ModelTP, TiedPlansMatchTp1) {
   check_all_tp(true);
+}
+
+// The lm_head and cross-entropy over chunks of rows (5 and 5 and 2 of the 12, or one row at a
+// time) give the one-chunk loss, logits and gradients, for every lm_head split and TP degree.
+TEST(ModelTP, ChunkedLogitsMatchOneChunk) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  for (bool tied : {false, true}) {
+    ModelConfig cfg = test::tiny_config(tied, 0.2, 8, 4);
+    for (const PlanCase& pc : plan_cases()) {
+      for (int64_t tp : {1, 2, 4}) {
+        MPI_Comm group;
+        MPI_Comm_split(MPI_COMM_WORLD, rank / int(tp), rank, &group);
+        PartitionPlan plan = pc.make(cfg, tp);
+        bool replicas_equal = true;
+        const Result one = run(cfg, plan, group, &replicas_equal);
+        for (int64_t rows : {5, 1}) {
+          const std::string what = pc.name + (tied ? " tied" : " untied") +
+                                   " tp=" + std::to_string(tp) + " chunk=" + std::to_string(rows);
+          Result r = run(cfg, plan, group, &replicas_equal, rows);
+          EXPECT_NEAR(r.loss, one.loss, 1e-6 * std::fabs(one.loss)) << what;
+          EXPECT_LT(rel_err(r.logits, one.logits), 1e-6) << what << " logits";
+          for (auto& [name, g] : one.grads)
+            EXPECT_LT(rel_err(r.grads.at(name), g), 1e-6) << what << " gradient of " << name;
+        }
+        EXPECT_TRUE(replicas_equal) << pc.name << " tp=" << tp;
+        MPI_Comm_free(&group);
+      }
+    }
+  }
+}
+
+// The default: the fewest equal chunks of at most kLogitsChunkBytes of fp32 logits (the local
+// vocab is 32 here), at most the batch; a set chunk is clamped to [1, batch].
+TEST(ModelTP, LogitsChunkRows) {
+  ModelConfig cfg = test::tiny_config(false, 0.02);
+  auto be = make_cpu_backend();
+  auto comm = make_mpi_comm(MPI_COMM_SELF);
+  Phi3Model m(cfg, test::replicated_plan(cfg), 0, *comm, *be);
+  const int64_t fit = int64_t(Phi3Model::kLogitsChunkBytes / sizeof(float)) / cfg.vocab_size;
+  EXPECT_EQ(m.logits_chunk_rows(fit), fit);
+  EXPECT_EQ(m.logits_chunk_rows(fit + 2), fit / 2 + 1);  // two equal chunks
+  EXPECT_EQ(m.logits_chunk_rows(3 * fit - 3), fit - 1);  // three
+  EXPECT_EQ(m.logits_chunk_rows(12), 12);
+  m.set_logits_chunk_rows(5);
+  EXPECT_EQ(m.logits_chunk_rows(12), 5);
+  EXPECT_EQ(m.logits_chunk_rows(3), 3);
 }
 
 // load() reads exactly this rank's shard of every tensor, under any plan.

@@ -233,8 +233,20 @@ void Phi3Model::free_buffers() {
   B_ = T_ = 0;
 }
 
+int64_t Phi3Model::logits_chunk_rows(int64_t N) const {
+  N = std::max(N, int64_t(1));
+  if (chunk_option_ > 0) return std::min(chunk_option_, N);
+  // The fewest chunks whose logits fit the budget, cut into equal rows (each recomputed chunk
+  // costs a GEMM pass and a pass over the weight gradient, so fewer is faster).
+  const int64_t fit =
+      std::max(int64_t(1), int64_t(kLogitsChunkBytes / sizeof(float)) / logits_width_);
+  const int64_t chunks = (N + fit - 1) / fit;
+  return (N + chunks - 1) / chunks;
+}
+
 void Phi3Model::ensure_buffers(int B, int T) {
-  if (B == B_ && T == T_) return;
+  const int64_t chunk = logits_chunk_rows(int64_t(B) * T);
+  if (B == B_ && T == T_ && chunk == chunk_) return;
   free_buffers();
   const int64_t tp = tg_.size();
   const size_t N = size_t(B) * size_t(T);
@@ -279,13 +291,14 @@ void Phi3Model::ensure_buffers(int B, int T) {
   lnf_ = buf(N * H_);
   rstdf_ = buf(N);
   lm_xin_ = xin(lm_head_);
-  logits_ = buf(N * logits_width_);
+  logits_ = buf(size_t(chunk * logits_width_));
   ce_ = buf(3 * N);
   for (float** p : {&sc_y_, &sc_out_, &sc_dy_, &sc_dx_, &sc_d1_, &sc_d2_}) *p = buf(N * w_max);
   d_ln_ = buf(N * H_);
   dres_ = buf(N * H_);
   B_ = B;
   T_ = T;
+  chunk_ = chunk;
 }
 
 // ---------------------------------------------------------------- forward
@@ -336,19 +349,25 @@ float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, i
   }
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
 
-  linear_forward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, lnf_, N, lm_xin_, sc_y_, logits_);
   have_forward_ = true;
   logits_valid_ = true;
   have_targets_ = targets != nullptr;
-  if (!targets) return 0.0f;
+  held_chunk_ = -1;
+  if (!targets) return 0.0f;  // gather_logits() computes the logits
 
-  // Cross-entropy, vocab-parallel when the logits are sharded (never gathered):
+  // Cross-entropy, vocab-parallel when the logits are sharded (never gathered), one chunk of
+  // rows at a time (only m and s of every row are kept for the backward):
   //   m = max over all ranks' columns;  s = sum over all columns of exp(l - m);
   //   z = the target's logit (from the one rank holding it);  loss_n = log(s) + m - z.
+  // s and z are summed over TP once, after the last chunk.
   float *m = ce_, *s = ce_ + N, *z = ce_ + 2 * N;
-  be_.ce_max(logits_, N, logits_width_, m);
-  if (vocab_parallel_ce_) tg_.all_reduce_max(m, size_t(N));
-  be_.ce_sumexp(logits_, N, logits_width_, m, tgt_, logit_blocks_, s, z);
+  for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
+    const int64_t rows = std::min(chunk_, N - r0);
+    chunk_logits(r0, rows);
+    be_.ce_max(logits_, rows, logits_width_, m + r0);
+    if (vocab_parallel_ce_) tg_.all_reduce_max(m + r0, size_t(rows));
+    be_.ce_sumexp(logits_, rows, logits_width_, m + r0, tgt_ + r0, logit_blocks_, s + r0, z + r0);
+  }
   if (vocab_parallel_ce_) tg_.all_reduce_sum(s, size_t(2 * N));  // s and z together
   std::vector<float> h(size_t(3 * N));
   be_.to_host(ce_, h.data(), h.size() * sizeof(float));
@@ -390,18 +409,25 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   be_.add_rmsnorm_forward(sc_out_, out, P + next_w, N, H_, eps, next_ln, next_rstd);
 }
 
+void Phi3Model::chunk_logits(int64_t r0, int64_t rows) {
+  float* xin = lm_head_.converts_input() ? lm_xin_ + r0 * lm_head_.in_local(tg_.size()) : nullptr;
+  linear_forward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, lnf_ + r0 * H_, rows, xin, sc_y_,
+                 logits_);
+  held_chunk_ = r0;
+}
+
 std::vector<float> Phi3Model::gather_logits() {
   check(logits_valid_, "model: gather_logits() needs a forward() not yet followed by backward()");
   const int64_t N = int64_t(B_) * T_;
   std::vector<float> out(size_t(N * V_));
-  if (vocab_parallel_ce_) {
-    float* full = be_.alloc(size_t(N * V_));
-    tg_.gather(lm_head_.dst, logits_, N, V_, full);
-    be_.to_host(full, out.data(), out.size() * sizeof(float));
-    be_.free_bytes(full);
-  } else {
-    be_.to_host(logits_, out.data(), out.size() * sizeof(float));
+  float* full = vocab_parallel_ce_ ? be_.alloc(size_t(chunk_ * V_)) : logits_;
+  for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
+    const int64_t rows = std::min(chunk_, N - r0);
+    if (held_chunk_ != r0) chunk_logits(r0, rows);
+    if (vocab_parallel_ce_) tg_.gather(lm_head_.dst, logits_, rows, V_, full);
+    be_.to_host(full, out.data() + r0 * V_, size_t(rows * V_) * sizeof(float));
   }
+  if (vocab_parallel_ce_) be_.free_bytes(full);
   return out;
 }
 
@@ -418,11 +444,20 @@ void Phi3Model::backward(float grad_scale) {
   float* G = grads_;
   const float* P = params_;
 
-  // dloss/dlogits = (softmax - onehot) / #targets, in place over the (local) logits.
-  be_.ce_backward(logits_, N, logits_width_, ce_, ce_ + N, tgt_, logit_blocks_, kIgnoreIndex,
-                  grad_scale / float(num_targets_));
-  linear_backward(be_, tg_, lm_head_, P + lm_head_.w_offset, G + lm_head_.w_offset, logits_,
-                  lm_head_.converts_input() ? lm_xin_ : lnf_, N, sc_dy_, sc_dx_, d_ln_);
+  // Per chunk of rows, last first (its logits may still be there from the forward): the
+  // chunk's logits, then dloss/dlogits = (softmax - onehot) / #targets in place over them,
+  // with the saved global m and s; then its rows of d_ln and its share of dW += dlogits^T x.
+  const int64_t in_w = lm_head_.converts_input() ? lm_head_.in_local(tg_.size()) : H_;
+  const float* lm_in = lm_head_.converts_input() ? lm_xin_ : lnf_;
+  for (int64_t r0 = (N - 1) / chunk_ * chunk_; r0 >= 0; r0 -= chunk_) {
+    const int64_t rows = std::min(chunk_, N - r0);
+    if (held_chunk_ != r0) chunk_logits(r0, rows);
+    held_chunk_ = -1;  // overwritten by its gradient
+    be_.ce_backward(logits_, rows, logits_width_, ce_ + r0, ce_ + N + r0, tgt_ + r0, logit_blocks_,
+                    kIgnoreIndex, grad_scale / float(num_targets_));
+    linear_backward(be_, tg_, lm_head_, P + lm_head_.w_offset, G + lm_head_.w_offset, logits_,
+                    lm_in + r0 * in_w, rows, sc_dy_, sc_dx_, d_ln_ + r0 * H_);
+  }
   be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
   be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_);
 

@@ -56,9 +56,22 @@ class Phi3Model {
   // Accumulates (+=) d(grad_scale * loss)/d(params) into grads(). Once per forward().
   void backward(float grad_scale = 1.0f);
   void zero_grad();
-  // The full logits [B*T, V] of the last forward (gathered over TP; call before backward(),
-  // which overwrites them). Every rank of the TP group must call it.
+  // The full logits [B*T, V] of the last forward (gathered over TP; call before backward()),
+  // recomputed chunk by chunk (see below) from the final hidden states where the forward no
+  // longer holds them. Every rank of the TP group must call it.
   std::vector<float> gather_logits();
+  // The lm_head and cross-entropy run over the B*T token rows in chunks of `rows`, so only one
+  // chunk's logits [rows, local vocab] exist at a time (Phi-4-mini at 8192 rows: 6 GiB of fp32
+  // logits for the whole batch); backward() recomputes the logits of every chunk but the last,
+  // which the forward left in place. rows <= 0 (the default): the fewest equal chunks whose
+  // logits fit kLogitsChunkBytes. Takes effect at the next forward(); every rank of the TP
+  // group must use the same value. Measured on an H100 (tests/gpu/NOTES.md, Phi-4-mini, 8
+  // layers, 8192 rows): 1 chunk 37.2k tokens/s in 47.5 GiB, 2 chunks 36.0k in 42.9 GiB,
+  // 4 chunks 35.0k in 40.6 GiB; 4 GiB (2 chunks there) is the default compromise.
+  static constexpr size_t kLogitsChunkBytes = size_t(4) << 30;
+  void set_logits_chunk_rows(int64_t rows) { chunk_option_ = rows; }
+  // The rows per chunk for a batch of N rows.
+  int64_t logits_chunk_rows(int64_t N) const;
   int64_t num_targets() const { return num_targets_; }  // targets counted by the last forward
   // How this rank runs the plan, one line per part, for logs: e.g.
   //   embedding: vocab-parallel (rows 0-15 of 32)
@@ -106,6 +119,7 @@ class Phi3Model {
   float* buf(size_t n);
   void layer_forward(int l, int64_t B, int64_t T);
   void layer_backward(int l, int64_t B, int64_t T);
+  void chunk_logits(int64_t r0, int64_t rows);  // logits_ = logits of rows [r0, r0 + rows)
   std::vector<float> slot_to_host(const float* base, const std::string& name) const;
 
   ModelConfig config_;
@@ -127,6 +141,7 @@ class Phi3Model {
   LinearSite lm_head_;
   bool vocab_parallel_ce_ = false;
   int64_t logits_width_ = 0;  // local logits columns
+  int64_t chunk_option_ = 0;  // set_logits_chunk_rows
 
   // Per-(B, T) buffers.
   int B_ = 0, T_ = 0;
@@ -135,7 +150,10 @@ class Phi3Model {
   float *cos_ = nullptr, *sin_ = nullptr;
   std::vector<float*> res_;  // residual stream: input of layer l, res_[L] = final hidden
   std::vector<LayerActs> acts_;
-  float *lnf_, *rstdf_, *lm_xin_, *logits_, *ce_;  // ce_ = [max | sumexp | target logit]
+  // logits_: one chunk [chunk_, logits_width_]; ce_: [max | sumexp | target logit] of all rows.
+  float *lnf_, *rstdf_, *lm_xin_, *logits_, *ce_;
+  int64_t chunk_ = 0;        // rows per logits chunk
+  int64_t held_chunk_ = -1;  // first row of the chunk whose forward logits logits_ holds
   float *sc_y_, *sc_out_, *sc_dy_, *sc_dx_, *sc_d1_, *sc_d2_, *d_ln_, *dres_;
   RopeTable rope_;
 

@@ -59,6 +59,8 @@ bool BenchArgs::parse(int argc, char** argv) {
     ("comm", po::value(&comm), "auto | mpi | nccl")
     ("peak_tflops", po::value(&peak_tflops), "peak TFLOP/s per rank for MFU (default: the "
         "device's nominal dense peak, 989 for an H100)")
+    ("logits_chunk_rows", po::value(&logits_chunk_rows), "token rows per lm_head + "
+        "cross-entropy chunk (0 = the model's default)")
     ("gemm_size", po::value(&gemm_size), "n of the n^3 backend matmul that measures the GEMM "
         "rate of the floor (default 4096 on a GPU, 512 on the CPU)")
     ("json", po::value(&json), "write the results as JSON to this file")
@@ -209,6 +211,7 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
 
   auto t_init = Clock::now();
   Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, be);
+  model.set_logits_chunk_rows(a.logits_chunk_rows);
   model.init_random(uint64_t(a.seed));
   ZeroOptimizer opt(opt_cfg, int(a.zero_stage), clip, model.layout(), model.params(), model.grads(),
                     *dp_comm, *tp_comm, be);

@@ -27,9 +27,10 @@ struct BenchArgs {
   double grad_clip = 1.0;     // when no ds_config is given
   std::string device = "auto";
   std::string comm = "auto";
-  double peak_tflops = 0;  // 0 = the device's nominal peak
-  int64_t gemm_size = 0;   // n of the n^3 matmul that measures the GEMM rate; 0 = by device
-  std::string json;        // "" = none
+  double peak_tflops = 0;         // 0 = the device's nominal peak
+  int64_t logits_chunk_rows = 0;  // lm_head + cross-entropy rows at a time; 0 = the model's
+  int64_t gemm_size = 0;          // n of the n^3 matmul that measures the GEMM rate; 0 = by device
+  std::string json;               // "" = none
   int64_t seed = 1234;
 
   bool parse(int argc, char** argv);  // false after --help; Error on bad flags

@@ -283,6 +283,32 @@ if [ "$dry" != 1 ]; then
   compare curves_cuda_nccl_tp1dp1_vs_cpu_tp1dp1 cuda_nccl_tp1dp1 cpu_tp1dp1
 fi
 
+# ---- checkpoints on the GPU --------------------------------------------------------------------
+# Bit-exact resume on the CUDA backend (its kernels use no atomics: a run repeats bit for bit):
+# 100 steps, save, resume to 200 must equal the uninterrupted 200-step run exactly. Then the
+# step-100 checkpoint resharded from TP1xDP1 to TP2xDP2 resumes on the MPI-staged comm and must
+# follow the same curve within bf16 tolerance.
+if [ "$dry" != 1 ] && [ -x "$train" ] && [ -x "$build/tools/autotp-reshard" ]; then
+  details=""
+  data=()
+  [ -n "$tok" ] && data=(--data "$tok")
+  one=(--device cuda --comm nccl --tp_size 1 --dp_size 1 --gradient_accumulation_steps 2)
+  check resume_cuda_first100 240 "${mpirun[@]}" -np 1 "$train" "${one[@]}" --num_steps 100 \
+    --save_dir "$runs/ck" --out_dir "$runs/cuda_resumed" "${data[@]}"
+  check resume_cuda_next100 240 "${mpirun[@]}" -np 1 "$train" "${one[@]}" --num_steps "$steps" \
+    --save_dir "$runs/ck" --resume --out_dir "$runs/cuda_resumed" "${data[@]}"
+  compare resume_cuda_bitexact cuda_resumed cuda_nccl_tp1dp1 --max-rel 0 --final-rel 0
+  check reshard_1x1_to_2x2 120 "$build/tools/autotp-reshard" "$runs/ck/100" "$runs/ck22" \
+    --tp_size 2 --dp_size 2
+  # The resumed run appends to the metrics of the steps it did not run (the first 100).
+  mkdir -p "$runs/cuda_resharded"
+  head -n 100 "$runs/cuda_resumed/metrics.jsonl" >"$runs/cuda_resharded/metrics.jsonl"
+  check resume_resharded_2x2 240 "${mpirun[@]}" -np 4 "$train" --device cuda --comm mpi \
+    --tp_size 2 --dp_size 2 --num_steps "$steps" --save_dir "$runs/ck22" --resume \
+    --out_dir "$runs/cuda_resharded" "${data[@]}"
+  compare resume_resharded_vs_uninterrupted cuda_resharded cuda_nccl_tp1dp1
+fi
+
 # ---- compute-sanitizer -----------------------------------------------------------------------
 # memcheck NAME CMD...: PASS when CMD exits 0 and the sanitizer reports no error. One rank
 # under mpirun, the sanitizer wrapping the rank.

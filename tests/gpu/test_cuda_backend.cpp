@@ -328,6 +328,39 @@ TEST_F(CudaVsCpu, EmbeddingWithBlocksAndPadding) {
   }
 }
 
+// The reductions over tokens (embedding and RMSNorm weight gradients) must give the same bits
+// on every run: GPU training then repeats exactly, and a resumed run equals an uninterrupted
+// one. Many tokens share few ids, so an atomics-based kernel would differ from run to run.
+TEST_F(CudaVsCpu, TokenReductionsAreDeterministic) {
+  const int64_t V = 7, dim = 256, n = 8192, H = 3072, N = 4096;
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& id : ids) id = int32_t(randint(0, V - 1));
+  TwinI ti = upload_ids(ids);
+  Twin dout = upload(random(size_t(n * dim)));
+  Twin x = upload(random(size_t(N * H), -2, 2)), g = upload(random(size_t(N * H)));
+  Twin w = upload(random(size_t(H), 0.5f, 1.5f)), rstd = upload(random(size_t(N), 0.5f, 1.5f));
+  Twin dx = upload(std::vector<float>(size_t(N * H)));
+  auto run = [&](int which) {
+    Twin d = upload(std::vector<float>(which == 0 ? size_t(V * dim) : size_t(H)));
+    if (which == 0)
+      gpu_->embedding_backward(ti.g, n, dout.g, dim, {{0, 0, V}}, -1, d.g);
+    else
+      gpu_->rmsnorm_backward(g.g, x.g, w.g, rstd.g, N, H, dx.g, d.g);
+    std::vector<float> h(d.n);
+    gpu_->to_host(d.g, h.data(), h.size() * sizeof(float));
+    return h;
+  };
+  for (int which : {0, 1}) {
+    const auto first = run(which);
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto again = run(which);
+      EXPECT_EQ(0, std::memcmp(first.data(), again.data(), first.size() * sizeof(float)))
+          << (which == 0 ? "embedding_backward" : "rmsnorm_backward dw")
+          << " differs between two runs on the same input";
+    }
+  }
+}
+
 // ---------------------------------------------------------------- RMSNorm
 
 TEST_F(CudaVsCpu, RmsNormForwardBackwardAndFusedAdd) {

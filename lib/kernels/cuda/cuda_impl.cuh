@@ -109,7 +109,7 @@ class CudaBackendImpl final : public CudaBackend {
 
   // A device buffer reused across calls, grown (never shrunk) to `bytes`. Slots are per use
   // so that two scratch buffers of one op never alias.
-  enum class Scratch { GemmA, GemmB, AttnD, Reduce, Count };
+  enum class Scratch { GemmA, GemmB, AttnD, Reduce, EmbedSort, NormPartial, Count };
   void* scratch(Scratch which, size_t bytes);
 
   // Records CUDA events around one op while profiling is on (RAII; see op_times_ms()).

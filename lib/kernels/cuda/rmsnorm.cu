@@ -48,17 +48,26 @@ __global__ void rmsnorm_backward_dx_kernel(const float* dout, const float* x, co
 }
 
 // dw_j += sum_n g[n, j] * x[n, j] * r[n]: each thread sums one column over a chunk of rows
-// (coalesced across j), then one atomic per column and chunk.
+// (coalesced across j) into partial[chunk, j]; a second pass adds the chunks in order. No
+// atomics, so the result has the same bits on every run (reproducible training and resume).
 constexpr int64_t kRowsPerChunk = 64;
 __global__ void rmsnorm_backward_dw_kernel(const float* dout, const float* x, const float* rstd,
-                                           int64_t N, int64_t H, float* dw) {
+                                           int64_t N, int64_t H, float* partial) {
   const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= H) return;
   const int64_t n0 = int64_t(blockIdx.y) * kRowsPerChunk;
   const int64_t n1 = min(N, n0 + kRowsPerChunk);
   float acc = 0.0f;
   for (int64_t n = n0; n < n1; ++n) acc += dout[n * H + j] * (x[n * H + j] * rstd[n]);
-  atomicAdd(dw + j, acc);
+  partial[int64_t(blockIdx.y) * H + j] = acc;
+}
+
+__global__ void sum_chunks_kernel(const float* partial, int64_t chunks, int64_t H, float* dw) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= H) return;
+  float acc = 0.0f;
+  for (int64_t c = 0; c < chunks; ++c) acc += partial[c * H + j];
+  dw[j] += acc;
 }
 
 void check_rows(int64_t N, const char* op) {
@@ -96,8 +105,12 @@ void CudaBackendImpl::rmsnorm_backward(const float* dout, const float* x, const 
   const int64_t chunks = (N + kRowsPerChunk - 1) / kRowsPerChunk;
   check(chunks <= 65535, "cuda rmsnorm_backward: ", N, " rows exceed the grid size");
   const dim3 grid(unsigned((H + kThreads - 1) / kThreads), unsigned(chunks));
-  rmsnorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dout, x, rstd, N, H, dw);
+  auto* partial =
+      static_cast<float*>(scratch(Scratch::NormPartial, size_t(chunks * H) * sizeof(float)));
+  rmsnorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dout, x, rstd, N, H, partial);
   AUTOTP_LAUNCHED("rmsnorm_backward_dw_kernel");
+  sum_chunks_kernel<<<grid.x, kThreads, 0, stream_>>>(partial, chunks, H, dw);
+  AUTOTP_LAUNCHED("sum_chunks_kernel");
 }
 
 }  // namespace autotp::cuda
