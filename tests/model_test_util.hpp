@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/model_config.hpp"
+#include "core/strings.hpp"
 #include "partition/plan.hpp"
 
 namespace autotp::test {
@@ -71,10 +72,7 @@ inline PartitionPlan replicated_plan(const ModelConfig& c, int64_t tp = 1) {
   return hand_plan(c, tp, [](const std::string&, const std::vector<int64_t>&) { return Split{}; });
 }
 
-inline bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+using ::autotp::ends_with;
 
 // ||a - b|| / ||b|| (the absolute norm when b is all zeros), in double.
 inline double rel_err(const std::vector<float>& a, const std::vector<float>& b) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 #include "io/hf_checkpoint.hpp"
 #include "io/model_file.hpp"
 #include "io_test_util.hpp"
@@ -132,10 +133,6 @@ TEST(ModelFile, LayoutOnDisk) {
 // --- rank shards -------------------------------------------------------------------------------
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& e) {
-  return s.size() >= e.size() && s.compare(s.size() - e.size(), e.size(), e) == 0;
-}
 
 // Hand-made specs (not build_plan): the fused column splits with unequal parts (GQA qkv), equal
 // fused parts (gate_up), row splits (plain and fused), both embedding splits, a split 1-D

@@ -3,7 +3,6 @@
 //   autotp-plan --deepspeed_config configs/phi-4-mini.json --model_name phi-4-mini
 //               [--tp_size 4] [--dp_size 2] [--dtype bf16|fp32] [--all_layers]
 #include <boost/program_options.hpp>
-#include <filesystem>
 #include <iostream>
 
 #include "config/ds_config.hpp"
@@ -11,36 +10,13 @@
 #include "core/cli.hpp"
 #include "core/error.hpp"
 #include "io/model_file.hpp"
+#include "io/model_source.hpp"
 #include "partition/plan_report.hpp"
 
 namespace po = boost::program_options;
-namespace fs = std::filesystem;
 using namespace autotp;
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// An autotp HDF5 model file, a config.json (or a folder holding one), or a preset name.
-ModelConfig load_model(const std::string& m, std::string& label) {
-  if (ends_with(m, ".h5") || ends_with(m, ".hdf5")) {
-    label = m + " (autotp model file)";
-    return ModelFileReader(m).config();
-  }
-  if (fs::is_directory(m)) {
-    label = m + "/config.json";
-    return ModelConfig::from_file(m + "/config.json");
-  }
-  if (fs::exists(m)) {
-    label = m;
-    return ModelConfig::from_file(m);
-  }
-  label = m + " (preset)";
-  return ModelConfig::preset(m);
-}
 
 int run(int argc, char** argv) {
   std::string ds_path, model, dtype;
@@ -68,8 +44,9 @@ int run(int argc, char** argv) {
 
   const DsConfig ds = DsConfig::from_file(ds_path);
   const PartitionConfig pc = PartitionConfig::from_json(ds.tensor_parallel, ds_path);
-  std::string label;
-  const ModelConfig mc = load_model(model, label);
+  const ModelSource src = resolve_model(model);
+  const ModelConfig& mc = src.config;
+  const std::string& label = src.label;
   if (tp == 0) tp = ds.autotp_size > 0 ? ds.autotp_size : 1;
   if (dp == 0) dp = ds.data_parallel_size > 0 ? ds.data_parallel_size : 1;
   check(tp >= 1 && dp >= 1, "--tp_size and --dp_size must be positive, got ", tp, " and ", dp);

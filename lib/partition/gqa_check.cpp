@@ -1,15 +1,11 @@
 #include "partition/gqa_check.hpp"
+#include "core/strings.hpp"
 
 #include "core/error.hpp"
 
 namespace autotp {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string tp_list(const ModelConfig& mc) {
   std::string out;

@@ -1,4 +1,5 @@
 #include "train/bench.hpp"
+#include "io/model_source.hpp"
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -79,11 +80,6 @@ bool BenchArgs::parse(int argc, char** argv) {
 }
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // The partition specs of configs/phi-4-mini.json, with the qkv split written for this shape.
 nlohmann::json phi3_tensor_parallel(const ModelConfig& mc, int64_t tp) {
@@ -168,10 +164,7 @@ double seconds_since(Clock::time_point t0) {
 nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   auto topo = Topology::create(world, a.tp_size ? a.tp_size : (a.dp_size ? 0 : 1), a.dp_size);
   const bool root = topo.world_rank == 0;
-  ModelConfig mc = same_on_every_rank([&] {
-    return ends_with(a.model, ".json") ? ModelConfig::from_file(a.model)
-                                       : ModelConfig::preset(a.model);
-  });
+  ModelConfig mc = same_on_every_rank([&] { return resolve_model(a.model).config; });
   if (a.layers > 0) mc.num_hidden_layers = a.layers;
   same_on_every_rank([&] {
     check_seq_length(a.seq_length, mc.max_position_embeddings);

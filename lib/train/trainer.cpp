@@ -14,6 +14,7 @@
 #include "checkpoint/train_checkpoint.hpp"
 #include "config/ds_config.hpp"
 #include "core/error.hpp"
+#include "core/strings.hpp"
 #include "data/corpus.hpp"
 #include "data/sampler.hpp"
 #include "data/token_file.hpp"
@@ -23,6 +24,7 @@
 #include "dist/topology.hpp"
 #include "io/file_util.hpp"
 #include "io/model_file.hpp"
+#include "io/model_source.hpp"
 #include "model/phi3_model.hpp"
 #include "optim/lr_schedule.hpp"
 #include "optim/zero_optimizer.hpp"
@@ -38,20 +40,6 @@ namespace autotp {
 namespace fs = std::filesystem;
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-ModelConfig resolve_model(const std::string& name, std::unique_ptr<ModelFileReader>& file) {
-  if (ends_with(name, ".h5") || ends_with(name, ".hdf5")) {
-    file = std::make_unique<ModelFileReader>(name);
-    return file->config();
-  }
-  if (ends_with(name, ".json")) return ModelConfig::from_file(name);
-  return ModelConfig::preset(name);
-}
 
 // A .txt corpus is tokenized once by world rank 0 into out_dir/<stem>.tok; the others wait.
 std::string prepare_tokens(const TrainArgs& a, const Tokenizer& tok, const Topology& topo) {
@@ -146,8 +134,9 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   if (ds.scheduler.total_num_steps <= 0) ds.scheduler.total_num_steps = a.num_steps;
   fs::create_directories(a.out_dir);
 
-  std::unique_ptr<ModelFileReader> file;
-  ModelConfig mc = same_on_every_rank([&] { return resolve_model(a.model_name, file); });
+  ModelSource src = same_on_every_rank([&] { return resolve_model(a.model_name); });
+  const ModelConfig& mc = src.config;
+  std::unique_ptr<ModelFileReader>& file = src.file;
   PartitionPlan plan = same_on_every_rank([&] {
     return build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), mc, topo.tp);
   });
