@@ -68,8 +68,9 @@ std::vector<float> gather_full(const ShardSpec& spec, const std::vector<float>& 
 }
 
 // chunk_rows: Phi3Model::set_logits_chunk_rows (0: the default, one chunk for the tiny model).
+// fused: one forward_backward() instead of forward(), gather_logits(), backward() (no logits).
 Result run(const ModelConfig& cfg, const PartitionPlan& plan, MPI_Comm group, bool* replicas_equal,
-           int64_t chunk_rows = 0) {
+           int64_t chunk_rows = 0, bool fused = false) {
   auto be = make_cpu_backend();
   auto comm = make_mpi_comm(group);
   Phi3Model m(cfg, plan, comm->rank(), *comm, *be);
@@ -79,9 +80,13 @@ Result run(const ModelConfig& cfg, const PartitionPlan& plan, MPI_Comm group, bo
   Result res;
   res.describe = m.describe();
   m.zero_grad();
-  res.loss = m.forward(b.ids.data(), b.targets.data(), b.B, b.T);
-  res.logits = m.gather_logits();
-  m.backward(1.0f);
+  if (fused) {
+    res.loss = m.forward_backward(b.ids.data(), b.targets.data(), b.B, b.T, 1.0f);
+  } else {
+    res.loss = m.forward(b.ids.data(), b.targets.data(), b.B, b.T);
+    res.logits = m.gather_logits();
+    m.backward(1.0f);
+  }
   for (auto& slot : m.layout().slots) {
     res.params[slot.name] =
         gather_full(*slot.spec, m.param_shard(slot.name), group, replicas_equal);
@@ -260,6 +265,41 @@ TEST(ModelTP, ChunkedLogitsMatchOneChunk) {
           EXPECT_LT(rel_err(r.logits, one.logits), 1e-6) << what << " logits";
           for (auto& [name, g] : one.grads)
             EXPECT_LT(rel_err(r.grads.at(name), g), 1e-6) << what << " gradient of " << name;
+        }
+        EXPECT_TRUE(replicas_equal) << pc.name << " tp=" << tp;
+        MPI_Comm_free(&group);
+      }
+    }
+  }
+}
+
+// forward_backward() is forward() + backward() in one call: the same loss and gradients, for
+// every plan, TP degree and chunking (bit for bit on one rank, where no all-reduce's summation
+// order can differ between per-chunk and whole-batch messages).
+TEST(ModelTP, ForwardBackwardEqualsForwardThenBackward) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  for (bool tied : {false, true}) {
+    ModelConfig cfg = test::tiny_config(tied, 0.2, 8, 4);
+    for (const PlanCase& pc : plan_cases()) {
+      for (int64_t tp : {1, 2, 4}) {
+        MPI_Comm group;
+        MPI_Comm_split(MPI_COMM_WORLD, rank / int(tp), rank, &group);
+        PartitionPlan plan = pc.make(cfg, tp);
+        bool replicas_equal = true;
+        for (int64_t rows : {0, 5}) {
+          const std::string what = pc.name + (tied ? " tied" : " untied") +
+                                   " tp=" + std::to_string(tp) + " chunk=" + std::to_string(rows);
+          const Result two = run(cfg, plan, group, &replicas_equal, rows);
+          const Result one = run(cfg, plan, group, &replicas_equal, rows, true);
+          if (tp == 1) {
+            EXPECT_EQ(one.loss, two.loss) << what;
+            for (auto& [name, g] : two.grads) EXPECT_EQ(one.grads.at(name), g) << what << name;
+          } else {
+            EXPECT_NEAR(one.loss, two.loss, 1e-6 * std::fabs(two.loss)) << what;
+            for (auto& [name, g] : two.grads)
+              EXPECT_LT(rel_err(one.grads.at(name), g), 1e-6) << what << " gradient of " << name;
+          }
         }
         EXPECT_TRUE(replicas_equal) << pc.name << " tp=" << tp;
         MPI_Comm_free(&group);

@@ -13,11 +13,17 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "dist/comm.hpp"
+#include "dist/timed_comm.hpp"
 #include "dist/topology.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
 #include "optim/zero_optimizer.hpp"
+#include "test_util.hpp"
 
 using namespace autotp;
 
@@ -163,18 +169,42 @@ struct Snapshot {
   }
 };
 
+// One TP x DP layout of the 4 ranks: this rank's groups, the global problem and its reference.
+struct Case {
+  Topology topo;
+  std::unique_ptr<Comm> tpc, dpc;
+  Global g;
+  Reference ref;
+  std::vector<size_t> idx;  // global index of each local element
+  std::string where;
+};
+
+// f(Case&) on TP x DP = 1x4, 2x2 and 4x1.
+template <typename F>
+void on_every_topology(const ParamLayout& layout, F&& f) {
+  for (auto [tp, dp] : {std::pair{1, 4}, {2, 2}, {4, 1}}) {
+    auto topo = Topology::create(MPI_COMM_WORLD, tp, dp);
+    const Global g(tp, dp);
+    Case c{topo,
+           make_mpi_comm(topo.tp_comm),
+           make_mpi_comm(topo.dp_comm),
+           g,
+           serial_adamw(g),
+           global_index(g, layout, topo.tp_rank),
+           "tp=" + std::to_string(tp) + " dp=" + std::to_string(dp) + " rank " +
+               std::to_string(topo.world_rank)};
+    f(c);
+    topo.free();
+  }
+}
+
 }  // namespace
 
 TEST(Zero, StagesMatchTheSerialReferenceOnEveryTopology) {
   const auto layout = local_layout();
-  for (auto [tp, dp] : {std::pair{1, 4}, {2, 2}, {4, 1}}) {
-    auto topo = Topology::create(MPI_COMM_WORLD, tp, dp);
-    auto tpc = make_mpi_comm(topo.tp_comm), dpc = make_mpi_comm(topo.dp_comm);
-    const Global g(tp, dp);
-    const Reference ref = serial_adamw(g);
-    const auto idx = global_index(g, layout, topo.tp_rank);
-    const std::string where = "tp=" + std::to_string(tp) + " dp=" + std::to_string(dp) + " rank " +
-                              std::to_string(topo.world_rank);
+  on_every_topology(layout, [&](Case& c) {
+    auto& [topo, tpc, dpc, g, ref, idx, where] = c;
+    const int dp = g.dp;
     std::vector<std::vector<float>> finals;
     for (int stage : {0, 1, 2}) {
       for (size_t bucket : {ZeroOptimizer::kDefaultBucketNumel, size_t(5)}) {
@@ -248,8 +278,7 @@ TEST(Zero, StagesMatchTheSerialReferenceOnEveryTopology) {
     for (size_t r = 1; r < finals.size(); ++r)
       for (size_t i = 0; i < layout.total; ++i)
         EXPECT_TRUE(close(finals[r][i], finals[0][i], 1e-6)) << where << " run " << r;
-    topo.free();
-  }
+  });
 }
 
 // The norm counts replicated parameters once: with tp = 4 and only a replicated slot carrying
@@ -266,5 +295,214 @@ TEST(Zero, ReplicatedSlotsCountOnce) {
   EXPECT_DOUBLE_EQ(opt.step(0.0).grad_norm, 5.0);
   g = {0.0f, 0.0f, 1.0f};  // the sharded element counts on all 4 TP ranks: sqrt(4)
   EXPECT_DOUBLE_EQ(opt.step(0.0).grad_norm, 2.0);
+  topo.free();
+}
+
+// The async sums the optimizer overlaps with the backward: many in flight at once, reduces to
+// every root and all-reduces, complete at wait_all(); through TimedComm, enabled (each completes
+// at once and counts as one call) and disabled (passed through).
+TEST(ZeroComm, AsyncSumsCompleteAtWaitAll) {
+  for (bool timed : {false, true}) {
+    TimedComm c(make_mpi_comm(MPI_COMM_WORLD), nullptr);
+    c.set_enabled(timed);
+    const int r = c.rank(), n = c.size();
+    constexpr size_t kLen = 1000;  // per piece
+    // Piece p: rank r holds r * 1000 + p * 7 + i at element i; its sum over ranks is
+    // 1000 * n (n - 1) / 2 + n (p * 7 + i).
+    std::vector<float> buf(kLen * size_t(n + 1));
+    auto value = [&](int rank, size_t p, size_t i) { return float(rank * 1000 + p * 7 + i); };
+    for (size_t p = 0; p <= size_t(n); ++p)
+      for (size_t i = 0; i < kLen; ++i) buf[p * kLen + i] = value(r, p, i);
+    for (int p = n - 1; p >= 0; --p) c.reduce_sum_async(buf.data() + p * kLen, kLen, p);
+    c.all_reduce_sum_async(buf.data() + n * kLen, kLen);
+    c.wait_all();
+    auto sum = [&](size_t p, size_t i) {
+      float s = 0;
+      for (int q = 0; q < n; ++q) s += value(q, p, i);
+      return s;
+    };
+    for (size_t i = 0; i < kLen; ++i) {
+      ASSERT_EQ(buf[size_t(r) * kLen + i], sum(size_t(r), i)) << "reduce to root " << r;
+      ASSERT_EQ(buf[size_t(n) * kLen + i], sum(size_t(n), i)) << "all-reduce";
+    }
+    EXPECT_EQ(c.calls(), timed ? n + 1 : 0);
+  }
+}
+
+namespace {
+
+// Ranges of the test layout (49 elements: embed [0,13) ln1 [13,20) qkv [20,31) bias [31,36)
+// ln2 [36,39) head [39,49)), in the order a backward could report them.
+using Ranges = std::vector<std::pair<size_t, size_t>>;  // offset, count
+// Every element once, last slot first, qkv split across two reports, bias and ln2 as one.
+const Ranges kAll = {{39, 10}, {31, 8}, {26, 5}, {20, 6}, {13, 7}, {0, 13}};
+// Gaps at the start, in the middle and at the end, left to step().
+const Ranges kSome = {{31, 8}, {20, 6}};
+
+}  // namespace
+
+// Starting the DP sums from grads_ready() (any order, any subset) changes nothing: the same
+// parameters and state, bit for bit, as step() alone, and the serial reference. Twice over:
+// with the exact gradients (a range summed twice or never shows against the reference), and
+// with gradients whose float sums round (a different cut into collectives could add them in
+// another order).
+TEST(Zero, ReportedRangesGiveTheSameStepAsNone) {
+  const auto layout = local_layout();
+  on_every_topology(layout, [&](Case& c) {
+    auto& [topo, tpc, dpc, g, ref, idx, where] = c;
+    for (int stage : {0, 1, 2}) {
+      for (size_t bucket : {ZeroOptimizer::kDefaultBucketNumel, size_t(5)}) {
+        for (bool exact : {true, false}) {
+          const std::string run = where + " stage " + std::to_string(stage) + " bucket " +
+                                  std::to_string(bucket) + (exact ? " exact" : " rounding");
+          std::vector<float> params[2], grads[2];
+          std::vector<std::unique_ptr<ZeroOptimizer>> opt;
+          for (int h = 0; h < 2; ++h) {  // 0: no reports, 1: reports
+            params[h].resize(layout.total);
+            grads[h].resize(layout.total);
+            for (size_t i = 0; i < layout.total; ++i) params[h][i] = Global::param0(idx[i]);
+            opt.push_back(std::make_unique<ZeroOptimizer>(adamw(), stage, kClip, layout,
+                                                          params[h].data(), grads[h].data(), *dpc,
+                                                          *tpc, cpu, bucket));
+          }
+          for (int k = 0; k < kSteps; ++k) {
+            StepStats st[2];
+            for (int h = 0; h < 2; ++h) {
+              for (size_t i = 0; i < layout.total; ++i)
+                grads[h][i] = Global::grad(idx[i], topo.dp_rank, k) +
+                              (exact ? 0.0f : float(topo.dp_rank + 1) / 3e4f);
+              if (h == 1)
+                for (auto [o, c] : k % 2 ? kSome : kAll) opt[1]->grads_ready(o, c);
+              st[h] = opt[h]->step(kLr[k]);
+            }
+            EXPECT_TRUE(st[1].applied) << run << " step " << k;
+            EXPECT_EQ(st[1].grad_norm, st[0].grad_norm) << run << " step " << k;
+            if (exact) {
+              EXPECT_TRUE(close(st[1].grad_norm, ref.norm[k], 1e-6)) << run << " step " << k;
+            }
+            EXPECT_TRUE(Snapshot(*opt[1], params[1]) == Snapshot(*opt[0], params[0]))
+                << run << " step " << k << ": the reported step differs from the plain one";
+            for (float x : grads[1]) ASSERT_EQ(x, 0.0f) << run << ": grads not zeroed";
+          }
+          for (size_t i = 0; exact && i < layout.total; ++i)
+            EXPECT_TRUE(close(params[1][i], ref.p[idx[i]], 1e-6))
+                << run << " element " << i << ": " << params[1][i] << " want " << ref.p[idx[i]];
+        }
+      }
+    }
+  });
+}
+
+// A range reported twice, or past the end, is one clear error on every rank; the step then
+// goes on (nothing was started for the bad report) and gives the plain step's result.
+TEST(Zero, OverlappingOrOutOfRangeReportsAreClearErrors) {
+  const auto layout = local_layout();
+  auto topo = Topology::create(MPI_COMM_WORLD, 1, 4);
+  auto tpc = make_mpi_comm(topo.tp_comm), dpc = make_mpi_comm(topo.dp_comm);
+  for (int stage : {0, 1, 2}) {
+    std::vector<float> params[2], grads[2];
+    std::vector<std::unique_ptr<ZeroOptimizer>> opt;
+    for (int h = 0; h < 2; ++h) {
+      params[h].assign(layout.total, 0.5f);
+      grads[h].resize(layout.total);
+      for (size_t i = 0; i < layout.total; ++i) grads[h][i] = Global::grad(i, topo.dp_rank, 0);
+      opt.push_back(std::make_unique<ZeroOptimizer>(adamw(), stage, kClip, layout, params[h].data(),
+                                                    grads[h].data(), *dpc, *tpc, cpu));
+    }
+    ZeroOptimizer& o = *opt[1];
+    o.grads_ready(10, 20);
+    const std::string run = "stage " + std::to_string(stage);
+    for (auto [off, count] : Ranges{{25, 5}, {5, 6}, {0, 49}, {12, 1}}) {
+      const std::string e = error_of([&] { o.grads_ready(off, count); });
+      EXPECT_TRUE(has(e, "overlaps [10, 30), reported earlier in this step")) << run << ": " << e;
+    }
+    for (auto [off, count] : Ranges{{45, 5}, {50, 0}, {1, size_t(-1)}}) {
+      const std::string e = error_of([&] { o.grads_ready(off, count); });
+      EXPECT_TRUE(has(e, "lie outside the model's 49 gradients")) << run << ": " << e;
+    }
+    EXPECT_TRUE(has(error_of([&] { o.zero_grad(); }), "call step() first")) << run;
+    o.grads_ready(30, 19);  // adjacent: fine
+    o.grads_ready(49, 0);   // empty, at the end: fine
+    opt[0]->step(1e-2);
+    o.step(1e-2);
+    EXPECT_TRUE(Snapshot(*opt[1], params[1]) == Snapshot(*opt[0], params[0])) << run;
+  }
+  topo.free();
+}
+
+namespace {
+
+// Forwards to an MPI communicator and logs the async sums started on a buffer: (begin, end,
+// root), root -1 for an all-reduce.
+class LoggingComm final : public Comm {
+ public:
+  LoggingComm(MPI_Comm c, const float* base) : in_(make_mpi_comm(c)), base_(base) {}
+  int rank() const override { return in_->rank(); }
+  int size() const override { return in_->size(); }
+  void all_reduce_sum(float* b, size_t n) override { in_->all_reduce_sum(b, n); }
+  void all_reduce_max(float* b, size_t n) override { in_->all_reduce_max(b, n); }
+  void all_gather(const float* s, float* r, size_t n) override { in_->all_gather(s, r, n); }
+  void reduce_scatter_sum(const float* s, float* r, size_t n) override {
+    in_->reduce_scatter_sum(s, r, n);
+  }
+  void broadcast(float* b, size_t n, int root) override { in_->broadcast(b, n, root); }
+  void barrier() override { in_->barrier(); }
+  void reduce_sum_async(float* b, size_t n, int root) override {
+    log.push_back({size_t(b - base_), size_t(b - base_) + n, root});
+    in_->reduce_sum_async(b, n, root);
+  }
+  void all_reduce_sum_async(float* b, size_t n) override {
+    log.push_back({size_t(b - base_), size_t(b - base_) + n, -1});
+    in_->all_reduce_sum_async(b, n);
+  }
+  void wait_all() override {
+    ++waits;
+    in_->wait_all();
+  }
+  std::vector<std::tuple<size_t, size_t, int>> log;
+  int waits = 0;
+
+ private:
+  std::unique_ptr<Comm> in_;
+  const float* base_;
+};
+
+}  // namespace
+
+// A piece starts as soon as its last element is reported, not at step(). DP 4, bucket 5: the
+// 49 elements in shards of 13 are cut at 5, 10, 13, 15, 20, 25, 26, 30, 35, 39, 40, 45.
+TEST(Zero, APieceStartsWhenItsLastElementIsReported) {
+  const auto layout = local_layout();
+  auto topo = Topology::create(MPI_COMM_WORLD, 1, 4);
+  auto tpc = make_mpi_comm(topo.tp_comm);
+  for (int stage : {1, 2}) {
+    std::vector<float> params(layout.total, 0.5f), grads(layout.total, 1.0f);
+    LoggingComm dpc(topo.dp_comm, grads.data());
+    ZeroOptimizer opt(adamw(), stage, 0.0, layout, params.data(), grads.data(), dpc, *tpc, cpu, 5);
+    // Stage 2 reduces each piece to the owner of its shard (13 elements each); stage 1
+    // all-reduces.
+    auto root = [&](int owner) { return stage == 2 ? owner : -1; };
+    using Log = std::vector<std::tuple<size_t, size_t, int>>;
+    opt.grads_ready(39, 10);
+    EXPECT_EQ(dpc.log, (Log{{39, 40, root(3)}, {40, 45, root(3)}, {45, 49, root(3)}}));
+    opt.grads_ready(31, 8);  // [35, 39) is complete, [30, 35) still lacks 30
+    EXPECT_EQ(dpc.log.size(), 4u);
+    EXPECT_EQ(dpc.log.back(), std::make_tuple(size_t(35), size_t(39), root(2)));
+    opt.grads_ready(30, 1);
+    EXPECT_EQ(dpc.log.back(), std::make_tuple(size_t(30), size_t(35), root(2)));
+    EXPECT_EQ(dpc.waits, 0);
+    opt.step(0.0);
+    // The rest in layout order, then one wait.
+    EXPECT_EQ(dpc.waits, 1);
+    const Log rest(dpc.log.begin() + 5, dpc.log.end());
+    EXPECT_EQ(rest, (Log{{0, 5, root(0)},
+                         {5, 10, root(0)},
+                         {10, 13, root(0)},
+                         {13, 15, root(1)},
+                         {15, 20, root(1)},
+                         {20, 25, root(1)},
+                         {25, 26, root(1)},
+                         {26, 30, root(2)}}));
+  }
   topo.free();
 }

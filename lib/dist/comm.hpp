@@ -25,6 +25,21 @@ class Comm {
   virtual void reduce_scatter_sum(const float* send, float* recv, size_t count) = 0;
   virtual void broadcast(float* buf, size_t n, int root) = 0;
   virtual void barrier() = 0;
+
+  // Nonblocking sums, for the optimizer to reduce gradients over DP while the backward goes
+  // on. Each starts now and completes at the next wait_all(); until then the caller must not
+  // touch buf. Every rank starts the same ops in the same order. These defaults are
+  // synchronous (complete on return); communicators that can overlap override them.
+  // reduce: root's buf = sum over ranks of buf; the other ranks' buf is unspecified.
+  virtual void reduce_sum_async(float* buf, size_t n, int root) {
+    (void)root;
+    all_reduce_sum(buf, n);
+  }
+  virtual void all_reduce_sum_async(float* buf, size_t n) { all_reduce_sum(buf, n); }
+  // Completes every async op started on this communicator. On a GPU stream "complete" means:
+  // work issued on the compute stream after wait_all() sees the results (the host may return
+  // at once).
+  virtual void wait_all() {}
 };
 
 // A communicator over an MPI group (not owned).

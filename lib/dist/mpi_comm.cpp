@@ -1,6 +1,8 @@
 #include <mpi.h>
 
+#include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "core/error.hpp"
 #include "dist/comm.hpp"
@@ -13,6 +15,12 @@ int count_of(size_t n) {
   check(n <= size_t(INT_MAX), "a single MPI message of ", n,
         " elements exceeds MPI's int count; use a smaller bucket");
   return int(n);
+}
+
+// Calls f(offset, count) over [0, n) in pieces that MPI's int count can hold.
+template <typename F>
+void in_int_pieces(size_t n, F&& f) {
+  for (size_t o = 0; o < n; o += size_t(INT_MAX)) f(o, int(std::min(size_t(INT_MAX), n - o)));
 }
 
 class MpiComm final : public Comm {
@@ -40,9 +48,39 @@ class MpiComm final : public Comm {
   }
   void barrier() override { MPI_Barrier(c_); }
 
+  void reduce_sum_async(float* buf, size_t n, int root) override {
+    if (size_ == 1) return;
+    in_int_pieces(n, [&](size_t o, int k) {
+      MPI_Ireduce(rank_ == root ? MPI_IN_PLACE : buf + o, buf + o, k, MPI_FLOAT, MPI_SUM, root, c_,
+                  next_request());
+    });
+  }
+  void all_reduce_sum_async(float* buf, size_t n) override {
+    if (size_ == 1) return;
+    in_int_pieces(n, [&](size_t o, int k) {
+      MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, c_, next_request());
+    });
+  }
+  void wait_all() override {
+    MPI_Waitall(int(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
+    pending_.clear();
+    polled_ = 0;
+  }
+
  private:
+  // MPI moves nonblocking collectives on only while the program is inside MPI: each start first
+  // tests the oldest pending requests, which drives all of them.
+  MPI_Request* next_request() {
+    for (int done = 1; done && polled_ < pending_.size(); polled_ += size_t(done))
+      MPI_Test(&pending_[polled_], &done, MPI_STATUS_IGNORE);
+    pending_.push_back(MPI_REQUEST_NULL);
+    return &pending_.back();
+  }
+
   MPI_Comm c_;
   int rank_ = 0, size_ = 1;
+  std::vector<MPI_Request> pending_;  // started, not yet waited for
+  size_t polled_ = 0;                 // pending_[0, polled_) are known complete
 };
 
 }  // namespace

@@ -37,4 +37,21 @@ void TimedComm::barrier() {
   timed([&] { inner_->barrier(); });
 }
 
+// Timed, an async op completes before the clock stops.
+template <typename F>
+void TimedComm::timed_async(F&& start) {
+  if (!enabled_) return start();
+  timed([&] {
+    start();
+    inner_->wait_all();
+  });
+}
+
+void TimedComm::reduce_sum_async(float* buf, size_t n, int root) {
+  timed_async([&] { inner_->reduce_sum_async(buf, n, root); });
+}
+void TimedComm::all_reduce_sum_async(float* buf, size_t n) {
+  timed_async([&] { inner_->all_reduce_sum_async(buf, n); });
+}
+
 }  // namespace autotp

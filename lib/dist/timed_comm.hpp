@@ -5,6 +5,10 @@
 // waits for the collective itself (`sync`, e.g. the backend's synchronize()); this serializes
 // compute and communication, so it is for profiling steps only; the time includes waiting for
 // the slowest rank of the group. Disabled, it costs one branch.
+//
+// The async ops, timed, complete at once (start, then the inner wait_all): each counts as one
+// collective of its full length, as the blocking ones do, and nothing overlaps. Disabled, they
+// pass through and overlap as the inner communicator lets them.
 #include <functional>
 #include <memory>
 
@@ -23,6 +27,9 @@ class TimedComm final : public Comm {
   void reduce_scatter_sum(const float* send, float* recv, size_t count) override;
   void broadcast(float* buf, size_t n, int root) override;
   void barrier() override;
+  void reduce_sum_async(float* buf, size_t n, int root) override;
+  void all_reduce_sum_async(float* buf, size_t n) override;
+  void wait_all() override { inner_->wait_all(); }
 
   void set_enabled(bool on) { enabled_ = on; }
   double seconds() const { return seconds_; }  // total while enabled
@@ -32,6 +39,8 @@ class TimedComm final : public Comm {
  private:
   template <typename F>
   void timed(F&& f);
+  template <typename F>
+  void timed_async(F&& start);
 
   std::unique_ptr<Comm> inner_;
   std::function<void()> sync_;

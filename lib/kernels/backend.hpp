@@ -60,6 +60,14 @@ class Backend {
   // row-major: A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB).
   virtual void matmul(int64_t M, int64_t N, int64_t K, const float* A, bool transA, const float* B,
                       bool transB, float* C, bool accumulate) = 0;
+  // The two GEMMs of the backward of y[N, O] = x[N, I] W[O, I]^T, in one call so that a backend
+  // that converts operands converts dy once:
+  //   dW[O, I] += dy^T x        dx[N, I] = dy W   (overwritten)
+  virtual void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
+                                     const float* x, const float* W, float* dW, float* dx) {
+    matmul(O, I, N, dy, true, x, false, dW, true);
+    matmul(N, I, O, dy, false, W, false, dx, false);
+  }
 
   // ---- elementwise and copies ----
   virtual void add(const float* x, float* y, size_t n) = 0;  // y += x

@@ -46,11 +46,9 @@ void linear_backward(Backend& be, TpGroup& g, const LinearSite& s, const float* 
   }
   // Row-parallel: the forward all-reduce's backward is the identity, since d(out) is full on
   // every rank and out = sum of the partials gives each partial the same gradient.
-  // dW_local[O, I] += d[N, O]^T @ xin[N, I]
-  be.matmul(O, I, N, d, true, xin, false, dW, true);
-  // d(in)[N, I] = d[N, O] @ W_local[O, I]
+  // dW_local[O, I] += d[N, O]^T @ xin[N, I];  d(in)[N, I] = d[N, O] @ W_local[O, I]
   float* din = s.converts_input() ? tmp_dx : dx;
-  be.matmul(N, I, O, d, false, W, false, din, false);
+  be.linear_backward_gemms(N, O, I, d, xin, W, dW, din);
   // Column-parallel: each rank's din covers its output rows only, a partial sum of the full
   // input gradient -> all-reduce makes it full (the R invariant).
   if (s.split == 0) g.all_reduce_sum(din, size_t(N * I));

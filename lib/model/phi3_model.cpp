@@ -91,6 +91,9 @@ Phi3Model::Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int t
     Layer L;
     L.ln1 = layout_.at(layer_name(l, "input_layernorm.weight")).offset;
     L.ln2 = layout_.at(layer_name(l, "post_attention_layernorm.weight")).offset;
+    const ParamSlot& down = layout_.at(layer_name(l, "mlp.down_proj.weight"));
+    L.lo = L.ln1;
+    L.hi = down.offset + down.numel;
     const ParamSlot& qkv = layout_.at(layer_name(l, "self_attn.qkv_proj.weight"));
     const ParamSlot& gu = layout_.at(layer_name(l, "mlp.gate_up_proj.weight"));
     // Attention runs on local heads when qkv is column-split into whole Q, K, V heads per
@@ -251,11 +254,31 @@ void Phi3Model::ensure_buffers(int B, int T) {
   const int64_t tp = tg_.size();
   const size_t N = size_t(B) * size_t(T);
   const int64_t qkv_full = config_.q_rows() + 2 * config_.kv_rows();
-  // Scratch wide enough for any activation but the logits (local widths never exceed these).
-  const size_t w_max = size_t(std::max({H_, qkv_full, config_.q_rows(), 2 * I_}));
   auto xin = [&](const LinearSite& s) {
     return s.converts_input() ? buf(N * s.in_local(tp)) : nullptr;
   };
+  // Each scratch buffer is as large as its largest use and no larger (at Phi-4-mini's 8192
+  // rows every column of width is 32 KiB): the layout conversions' buffers (y, dy, dx) exist
+  // only where some site converts.
+  size_t need_y = 0, need_dy = 0, need_dx = 0, need_d1 = 0, need_d2 = 0, need_act = 0;
+  auto grow = [](size_t& need, int64_t rows, int64_t cols) {
+    need = std::max(need, size_t(rows) * size_t(cols));
+  };
+  auto site = [&](const LinearSite& s, int64_t rows) {
+    if (s.converts_output())
+      grow(need_y, rows, s.out_local(tp)), grow(need_dy, rows, s.out_local(tp));
+    if (s.converts_input()) grow(need_dx, rows, s.in_local(tp));
+  };
+  if (embed_split_ == EmbedSplit::Hidden) grow(need_y, N, embed_dim_), grow(need_d1, N, embed_dim_);
+  for (const Layer& L : layers_) {
+    for (const LinearSite* s : {&L.qkv, &L.o, &L.gate_up, &L.down}) site(*s, N);
+    grow(need_d1, N, L.act_layout.local_width(I_, tp));     // down's input gradient
+    grow(need_d1, N, L.nq * hd_);                           // o_proj's input gradient
+    grow(need_d2, N, L.gu_layout.local_width(2 * I_, tp));  // SwiGLU's input gradient
+    grow(need_d2, N, L.qkv_layout.local_width(qkv_full, tp));
+    grow(need_act, N, L.act_layout.local_width(I_, tp));
+  }
+  site(lm_head_, chunk);
 
   ids_ = static_cast<int32_t*>(be_.alloc_bytes(N * sizeof(int32_t)));
   allocs_.push_back(ids_);
@@ -273,7 +296,6 @@ void Phi3Model::ensure_buffers(int B, int T) {
   for (size_t l = 0; l < layers_.size(); ++l) {
     LayerActs& a = acts_[l];
     const Layer& L = layers_[l];
-    a.ln1 = buf(N * H_);
     a.rstd1 = buf(N);
     a.qkv_xin = xin(L.qkv);
     a.att_in = buf(N * L.qkv_layout.local_width(qkv_full, tp));
@@ -281,11 +303,9 @@ void Phi3Model::ensure_buffers(int B, int T) {
     a.lse = buf(N * L.nq);
     a.o_xin = xin(L.o);
     a.mid = buf(N * H_);
-    a.ln2 = buf(N * H_);
     a.rstd2 = buf(N);
     a.gu_xin = xin(L.gate_up);
     a.sw_in = buf(N * L.gu_layout.local_width(2 * I_, tp));
-    a.act = buf(N * L.act_layout.local_width(I_, tp));
     a.down_xin = xin(L.down);
   }
   lnf_ = buf(N * H_);
@@ -293,7 +313,15 @@ void Phi3Model::ensure_buffers(int B, int T) {
   lm_xin_ = xin(lm_head_);
   logits_ = buf(size_t(chunk * logits_width_));
   ce_ = buf(3 * N);
-  for (float** p : {&sc_y_, &sc_out_, &sc_dy_, &sc_dx_, &sc_d1_, &sc_d2_}) *p = buf(N * w_max);
+  auto maybe = [&](size_t n) { return n ? buf(n) : nullptr; };
+  sc_y_ = maybe(need_y);
+  sc_dy_ = maybe(need_dy);
+  sc_dx_ = maybe(need_dx);
+  sc_out_ = buf(N * H_);
+  sc_d1_ = maybe(need_d1);
+  sc_d2_ = maybe(need_d2);
+  ln_ = buf(N * H_);
+  act_ = maybe(need_act);
   d_ln_ = buf(N * H_);
   dres_ = buf(N * H_);
   B_ = B;
@@ -304,6 +332,37 @@ void Phi3Model::ensure_buffers(int B, int T) {
 // ---------------------------------------------------------------- forward
 
 float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, int T) {
+  forward_layers(inputs, targets, B, T);
+  if (!targets) return 0.0f;  // gather_logits() computes the logits
+  const int64_t N = int64_t(B) * T;
+  for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
+    chunk_logits(r0, std::min(chunk_, N - r0));
+    chunk_loss_stats(r0, std::min(chunk_, N - r0), false);
+  }
+  if (vocab_parallel_ce_) tg_.all_reduce_sum(ce_ + N, size_t(2 * N));  // s and z together
+  return loss_from_stats(targets);
+}
+
+float Phi3Model::forward_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                                  float grad_scale) {
+  check(targets != nullptr, "model: forward_backward() needs targets");
+  forward_layers(inputs, targets, B, T);
+  const int64_t N = int64_t(B) * T;
+  // Chunks in backward()'s order, so that dW accumulates as it does there.
+  for (int64_t r0 = last_chunk(); r0 >= 0; r0 -= chunk_) {
+    const int64_t rows = std::min(chunk_, N - r0);
+    chunk_logits(r0, rows);
+    chunk_loss_stats(r0, rows, true);
+    if (num_targets_) lm_head_backward(r0, rows, grad_scale);
+  }
+  const float loss = loss_from_stats(targets);
+  have_forward_ = false;
+  logits_valid_ = false;
+  backward_layers();
+  return loss;
+}
+
+void Phi3Model::forward_layers(const int32_t* inputs, const int32_t* targets, int B, int T) {
   check(B > 0 && T > 0, "model forward: batch ", B, " x ", T, " is empty");
   check(T <= config_.max_position_embeddings, "model forward: sequence length ", T,
         " exceeds max_position_embeddings (", config_.max_position_embeddings, ")");
@@ -345,7 +404,7 @@ float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, i
   if (layers_.empty()) {
     be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_);
   } else {
-    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, acts_[0].ln1, acts_[0].rstd1);
+    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, ln_, acts_[0].rstd1);
   }
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
 
@@ -353,28 +412,37 @@ float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, i
   logits_valid_ = true;
   have_targets_ = targets != nullptr;
   held_chunk_ = -1;
-  if (!targets) return 0.0f;  // gather_logits() computes the logits
+}
 
-  // Cross-entropy, vocab-parallel when the logits are sharded (never gathered), one chunk of
-  // rows at a time (only m and s of every row are kept for the backward):
-  //   m = max over all ranks' columns;  s = sum over all columns of exp(l - m);
-  //   z = the target's logit (from the one rank holding it);  loss_n = log(s) + m - z.
-  // s and z are summed over TP once, after the last chunk.
-  float *m = ce_, *s = ce_ + N, *z = ce_ + 2 * N;
-  for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
-    const int64_t rows = std::min(chunk_, N - r0);
-    chunk_logits(r0, rows);
-    be_.ce_max(logits_, rows, logits_width_, m + r0);
-    if (vocab_parallel_ce_) tg_.all_reduce_max(m + r0, size_t(rows));
-    be_.ce_sumexp(logits_, rows, logits_width_, m + r0, tgt_ + r0, logit_blocks_, s + r0, z + r0);
+// Cross-entropy, vocab-parallel when the logits are sharded (never gathered), one chunk of
+// rows at a time (only m and s of every row are kept for the backward):
+//   m = max over all ranks' columns;  s = sum over all columns of exp(l - m);
+//   z = the target's logit (from the one rank holding it);  loss_n = log(s) + m - z.
+// s and z are summed over TP per chunk when `reduce`, else by the caller for all rows at once.
+void Phi3Model::chunk_loss_stats(int64_t r0, int64_t rows, bool reduce) {
+  const int64_t N = int64_t(B_) * T_;
+  float *m = ce_ + r0, *s = ce_ + N + r0, *z = ce_ + 2 * N + r0;
+  be_.ce_max(logits_, rows, logits_width_, m);
+  if (vocab_parallel_ce_) tg_.all_reduce_max(m, size_t(rows));
+  be_.ce_sumexp(logits_, rows, logits_width_, m, tgt_ + r0, logit_blocks_, s, z);
+  if (reduce && vocab_parallel_ce_) {
+    tg_.all_reduce_sum(s, size_t(rows));
+    tg_.all_reduce_sum(z, size_t(rows));
   }
-  if (vocab_parallel_ce_) tg_.all_reduce_sum(s, size_t(2 * N));  // s and z together
+}
+
+float Phi3Model::loss_from_stats(const int32_t* targets) {
+  const int64_t N = int64_t(B_) * T_;
   std::vector<float> h(size_t(3 * N));
   be_.to_host(ce_, h.data(), h.size() * sizeof(float));
   double total = 0.0;
   for (int64_t i = 0; i < N; ++i)
     if (targets[i] != kIgnoreIndex) total += std::log(double(h[N + i])) + h[i] - h[2 * N + i];
   return num_targets_ ? float(total / double(num_targets_)) : 0.0f;
+}
+
+int64_t Phi3Model::last_chunk() const {
+  return (int64_t(B_) * T_ - 1) / chunk_ * chunk_;
 }
 
 void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
@@ -386,25 +454,25 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   const float* x = res_[size_t(l)];
   float* P = params_;
 
-  // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in a.ln1 already.
-  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, a.ln1, N, a.qkv_xin, sc_y_, a.att_in);
+  // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in ln_ already.
+  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, ln_, N, a.qkv_xin, sc_y_, a.att_in);
   // RoPE on the q and k heads, which lie side by side at the start of each row.
   be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse);
   linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_);
   be_.copy(x, a.mid, size_t(N * H_) * sizeof(float));
-  be_.add_rmsnorm_forward(sc_out_, a.mid, P + L.ln2, N, H_, eps, a.ln2, a.rstd2);
+  be_.add_rmsnorm_forward(sc_out_, a.mid, P + L.ln2, N, H_, eps, ln_, a.rstd2);
 
   // out = h + down_proj(up * silu(gate)),  [gate | up] = gate_up_proj(rmsnorm(h))
-  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, a.ln2, N, a.gu_xin, sc_y_, a.sw_in);
-  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), a.act);
-  linear_forward(be_, tg_, L.down, P + L.down.w_offset, a.act, N, a.down_xin, sc_y_, sc_out_);
+  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, ln_, N, a.gu_xin, sc_y_, a.sw_in);
+  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_);
+  linear_forward(be_, tg_, L.down, P + L.down.w_offset, act_, N, a.down_xin, sc_y_, sc_out_);
   float* out = res_[size_t(l) + 1];
   be_.copy(a.mid, out, size_t(N * H_) * sizeof(float));
   // ... and the norm of `out` that comes next: layer l + 1's ln1, or the final norm.
   const bool last = size_t(l) + 1 == layers_.size();
   const size_t next_w = last ? norm_off_ : layers_[size_t(l) + 1].ln1;
-  float* next_ln = last ? lnf_ : acts_[size_t(l) + 1].ln1;
+  float* next_ln = last ? lnf_ : ln_;
   float* next_rstd = last ? rstdf_ : acts_[size_t(l) + 1].rstd1;
   be_.add_rmsnorm_forward(sc_out_, out, P + next_w, N, H_, eps, next_ln, next_rstd);
 }
@@ -439,41 +507,67 @@ void Phi3Model::backward(float grad_scale) {
         "per forward)");
   have_forward_ = false;
   logits_valid_ = false;
-  if (num_targets_ == 0) return;  // no target, no loss: every gradient is 0
+  // Per chunk of rows, last first (its logits may still be there from the forward).
+  const int64_t N = int64_t(B_) * T_;
+  for (int64_t r0 = last_chunk(); r0 >= 0 && num_targets_; r0 -= chunk_) {
+    const int64_t rows = std::min(chunk_, N - r0);
+    if (held_chunk_ != r0) chunk_logits(r0, rows);
+    lm_head_backward(r0, rows, grad_scale);
+  }
+  backward_layers();
+}
+
+// The chunk's logits (in logits_) become dloss/dlogits = (softmax - onehot) / #targets in place,
+// with the saved global m and s; then its rows of d_ln and its share of dW += dlogits^T x.
+void Phi3Model::lm_head_backward(int64_t r0, int64_t rows, float grad_scale) {
+  const int64_t N = int64_t(B_) * T_;
+  const int64_t in_w = lm_head_.converts_input() ? lm_head_.in_local(tg_.size()) : H_;
+  const float* lm_in = lm_head_.converts_input() ? lm_xin_ : lnf_;
+  held_chunk_ = -1;  // overwritten by its gradient
+  be_.ce_backward(logits_, rows, logits_width_, ce_ + r0, ce_ + N + r0, tgt_ + r0, logit_blocks_,
+                  kIgnoreIndex, grad_scale / float(num_targets_));
+  linear_backward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, grads_ + lm_head_.w_offset,
+                  logits_, lm_in + r0 * in_w, rows, sc_dy_, sc_dx_, d_ln_ + r0 * H_);
+}
+
+// Everything after the lm_head's backward (which left dL/d(final norm output) in d_ln_).
+void Phi3Model::backward_layers() {
+  // Ranges are reported in the same order whether or not there is a gradient to compute, so
+  // that every DP rank starts the same collectives in the same order.
+  const bool compute = num_targets_ > 0;  // no target, no loss: no gradient changes
+  auto ready = [&](size_t offset, size_t count) {
+    if (grads_ready_ && count) grads_ready_(offset, count);
+  };
   const int64_t N = int64_t(B_) * T_;
   float* G = grads_;
   const float* P = params_;
 
-  // Per chunk of rows, last first (its logits may still be there from the forward): the
-  // chunk's logits, then dloss/dlogits = (softmax - onehot) / #targets in place over them,
-  // with the saved global m and s; then its rows of d_ln and its share of dW += dlogits^T x.
-  const int64_t in_w = lm_head_.converts_input() ? lm_head_.in_local(tg_.size()) : H_;
-  const float* lm_in = lm_head_.converts_input() ? lm_xin_ : lnf_;
-  for (int64_t r0 = (N - 1) / chunk_ * chunk_; r0 >= 0; r0 -= chunk_) {
-    const int64_t rows = std::min(chunk_, N - r0);
-    if (held_chunk_ != r0) chunk_logits(r0, rows);
-    held_chunk_ = -1;  // overwritten by its gradient
-    be_.ce_backward(logits_, rows, logits_width_, ce_ + r0, ce_ + N + r0, tgt_ + r0, logit_blocks_,
-                    kIgnoreIndex, grad_scale / float(num_targets_));
-    linear_backward(be_, tg_, lm_head_, P + lm_head_.w_offset, G + lm_head_.w_offset, logits_,
-                    lm_in + r0 * in_w, rows, sc_dy_, sc_dx_, d_ln_ + r0 * H_);
+  if (compute) {
+    be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
+    be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_);
   }
-  be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
-  be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_);
+  // Everything after the last layer (final norm, an untied lm_head) is final now.
+  const size_t tail = layers_.empty() ? norm_off_ : layers_.back().hi;
+  ready(tail, layout_.total - tail);
 
-  for (size_t l = layers_.size(); l-- > 0;) layer_backward(int(l), B_, T_);
+  for (size_t l = layers_.size(); l-- > 0;) {
+    if (compute) layer_backward(int(l), B_, T_);
+    ready(layers_[l].lo, layers_[l].hi - layers_[l].lo);
+  }
 
   // dres = dL/d(embedding output), full on every rank.
-  if (embed_split_ == EmbedSplit::Hidden) {
+  if (compute && embed_split_ == EmbedSplit::Hidden) {
     // Backward of the all-gather: this rank's columns of the full gradient.
     tg_.slice(embed_layout_, dres_, N, H_, sc_d1_);
     be_.embedding_backward(ids_, N, sc_d1_, embed_dim_, embed_blocks_, config_.pad_token_id,
                            G + embed_off_);
-  } else {
+  } else if (compute) {
     // Vocab-parallel: the all-reduce's backward is the identity (dres is full everywhere).
     be_.embedding_backward(ids_, N, dres_, embed_dim_, embed_blocks_, config_.pad_token_id,
                            G + embed_off_);
   }
+  // The embedding (and, tied, the lm_head) comes first in the layout: [0, first layer).
+  ready(0, layers_.empty() ? norm_off_ : layers_.front().lo);
 }
 
 void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
@@ -485,23 +579,34 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   float* G = grads_;
   // dres_ holds dL/d(out) on entry and dL/dx on exit; out = mid + mlp(mid) and
   // mid = x + attn(x), so each branch's input gradient is added onto the residual's.
-  auto in = [](const LinearSite& s, const float* xin, const float* x) {
-    return s.converts_input() ? xin : x;
+  // A GEMM input the forward did not keep (see LayerActs) is recomputed from what it kept:
+  // the norm outputs from the residual stream (x, mid), the SwiGLU output from its input.
+  const float eps = float(config_.rms_norm_eps);
+  auto norm_in = [&](const LinearSite& s, const float* xin, const float* x, size_t w, float* rstd) {
+    if (s.converts_input()) return xin;
+    be_.rmsnorm_forward(x, P + w, N, H_, eps, ln_, rstd);
+    return static_cast<const float*>(ln_);
   };
+  const float* act = a.down_xin;
+  if (!L.down.converts_input()) {
+    be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_);
+    act = act_;
+  }
 
-  linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, dres_,
-                  in(L.down, a.down_xin, a.act), N, sc_dy_, sc_dx_, sc_d1_);
+  linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, dres_, act, N, sc_dy_,
+                  sc_dx_, sc_d1_);
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_);
   linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset, sc_d2_,
-                  in(L.gate_up, a.gu_xin, a.ln2), N, sc_dy_, sc_dx_, d_ln_);
+                  norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2), N, sc_dy_, sc_dx_, d_ln_);
   be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2);  // -> d(mid)
 
   linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, dres_,
-                  in(L.o, a.o_xin, a.att_out), N, sc_dy_, sc_dx_, sc_d1_);
+                  L.o.converts_input() ? a.o_xin : a.att_out, N, sc_dy_, sc_dx_, sc_d1_);
   be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_);
   be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, sc_d2_,
-                  in(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_);
+                  norm_in(L.qkv, a.qkv_xin, res_[size_t(l)], L.ln1, a.rstd1), N, sc_dy_, sc_dx_,
+                  d_ln_);
   be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_,
                        G + L.ln1);  // -> d(x)
 }

@@ -10,6 +10,7 @@
 // The optimizer updates params() from grads() (flat, ParamLayout order), then calls
 // params_changed().
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,18 @@ class Phi3Model {
   float forward(const int32_t* inputs, const int32_t* targets, int B, int T);
   // Accumulates (+=) d(grad_scale * loss)/d(params) into grads(). Once per forward().
   void backward(float grad_scale = 1.0f);
+  // forward() then backward(grad_scale) in one call, for training: the same arithmetic in the
+  // same order (the same loss and gradients), but each logits chunk's backward runs right
+  // after its loss, so no chunk is computed twice. targets must be set.
+  float forward_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                         float grad_scale = 1.0f);
+  // Called during backward() each time a range [offset, offset + count) of grads() holds its
+  // final value for this backward, in the order the ranges become final (the final norm and an
+  // untied lm_head, then the layers from the last to the first, then the embedding); together
+  // the calls cover every element once. The optimizer starts reducing a range over DP while
+  // the backward goes on (ZeroOptimizer::grads_ready). Empty (the default): not called.
+  using GradsReadyFn = std::function<void(size_t offset, size_t count)>;
+  void set_grads_ready(GradsReadyFn f) { grads_ready_ = std::move(f); }
   void zero_grad();
   // The full logits [B*T, V] of the last forward (gathered over TP; call before backward()),
   // recomputed chunk by chunk (see below) from the final hidden states where the forward no
@@ -62,13 +75,13 @@ class Phi3Model {
   std::vector<float> gather_logits();
   // The lm_head and cross-entropy run over the B*T token rows in chunks of `rows`, so only one
   // chunk's logits [rows, local vocab] exist at a time (Phi-4-mini at 8192 rows: 6 GiB of fp32
-  // logits for the whole batch); backward() recomputes the logits of every chunk but the last,
-  // which the forward left in place. rows <= 0 (the default): the fewest equal chunks whose
-  // logits fit kLogitsChunkBytes. Takes effect at the next forward(); every rank of the TP
-  // group must use the same value. Measured on an H100 (tests/gpu/NOTES.md, Phi-4-mini, 8
-  // layers, 8192 rows): 1 chunk 37.2k tokens/s in 47.5 GiB, 2 chunks 36.0k in 42.9 GiB,
-  // 4 chunks 35.0k in 40.6 GiB; 4 GiB (2 chunks there) is the default compromise.
-  static constexpr size_t kLogitsChunkBytes = size_t(4) << 30;
+  // logits for the whole batch). backward() recomputes the logits of every chunk but the last,
+  // which the forward left in place; forward_backward() computes each chunk once. rows <= 0
+  // (the default): the fewest equal chunks whose logits fit kLogitsChunkBytes. Takes effect at
+  // the next forward(); every rank of the TP group must use the same value. With
+  // forward_backward() more chunks cost only smaller GEMMs, so the budget is small: 2 GiB is 4
+  // chunks of 2048 rows at Phi-4-mini's 8192 (tests/gpu/NOTES.md has the measurements).
+  static constexpr size_t kLogitsChunkBytes = size_t(2) << 30;
   void set_logits_chunk_rows(int64_t rows) { chunk_option_ = rows; }
   // The rows per chunk for a batch of N rows.
   int64_t logits_chunk_rows(int64_t N) const;
@@ -101,6 +114,7 @@ class Phi3Model {
   enum class EmbedSplit { Replicated, Vocab, Hidden };
   struct Layer {
     size_t ln1 = 0, ln2 = 0;  // norm weight offsets
+    size_t lo = 0, hi = 0;    // the layer's parameters: [lo, hi) of the flat buffers
     LinearSite qkv, o, gate_up, down;
     // Attention input (qkv) and output: S over whole local heads, or R (all heads).
     Layout qkv_layout, att_layout;
@@ -108,16 +122,28 @@ class Phi3Model {
     // SwiGLU input [gate | up] and output: S when gate and up are split alike, or R.
     Layout gu_layout, act_layout;
   };
-  // What the backward of one layer needs, plus the residual stream.
+  // What the backward of one layer needs, plus the residual stream. The norm outputs (the
+  // inputs of qkv_proj and gate_up_proj) and the SwiGLU output (down_proj's input) are not
+  // kept: the backward recomputes them from the residual stream and sw_in, one layer at a time
+  // into ln_ and act_ (one elementwise pass each, against 3 x 8192 x 3072 + 8192 x 8192 floats
+  // = 400 MiB per layer kept at Phi-4-mini's shape). A site that converts its input (tensor
+  // parallel) keeps the converted copy (*_xin) instead.
   struct LayerActs {
-    float *ln1, *rstd1, *qkv_xin, *att_in, *att_out, *lse, *o_xin, *mid, *ln2, *rstd2, *gu_xin,
-        *sw_in, *act, *down_xin;
+    float *rstd1, *qkv_xin, *att_in, *att_out, *lse, *o_xin, *mid, *rstd2, *gu_xin, *sw_in,
+        *down_xin;
   };
 
   void ensure_buffers(int B, int T);
   void free_buffers();
   float* buf(size_t n);
+  // forward() up to the final norm (the inputs checked and uploaded, targets counted).
+  void forward_layers(const int32_t* inputs, const int32_t* targets, int B, int T);
   void layer_forward(int l, int64_t B, int64_t T);
+  void chunk_loss_stats(int64_t r0, int64_t rows, bool reduce);
+  float loss_from_stats(const int32_t* targets);  // the mean loss from m, s, z of every row
+  int64_t last_chunk() const;                     // first row of the last logits chunk
+  void lm_head_backward(int64_t r0, int64_t rows, float grad_scale);
+  void backward_layers();
   void layer_backward(int l, int64_t B, int64_t T);
   void chunk_logits(int64_t r0, int64_t rows);  // logits_ = logits of rows [r0, r0 + rows)
   std::vector<float> slot_to_host(const float* base, const std::string& name) const;
@@ -155,7 +181,9 @@ class Phi3Model {
   int64_t chunk_ = 0;        // rows per logits chunk
   int64_t held_chunk_ = -1;  // first row of the chunk whose forward logits logits_ holds
   float *sc_y_, *sc_out_, *sc_dy_, *sc_dx_, *sc_d1_, *sc_d2_, *d_ln_, *dres_;
+  float *ln_, *act_;  // a norm's output and the SwiGLU output, of the layer at hand
   RopeTable rope_;
+  GradsReadyFn grads_ready_;
 
   // State of the last forward.
   bool have_forward_ = false, have_targets_ = false, logits_valid_ = false;

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <tuple>
 
@@ -99,6 +100,14 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
   m_ = be_.alloc(ns);  // zero-filled
   v_ = be_.alloc(ns);
   if (ns && !master_is_params_) be_.copy(params_ + state_lo_, master_, ns * sizeof(float));
+  // The pieces: [0, total) cut at the shard boundaries (element i belongs to DP rank i / S)
+  // and at multiples of bucket_numel. A group of one sums nothing: no pieces.
+  for (size_t at = 0; n > 1 && at < layout.total;) {
+    const size_t b = at;
+    at = std::min({layout.total, (at / shard_size_ + 1) * shard_size_,
+                   (at / bucket_numel_ + 1) * bucket_numel_});
+    pieces_.push_back({b, at, at - b});
+  }
   chunk_ = std::max<size_t>(1, std::min(shard_size_, bucket_numel_ / n));
   if (stage_ > 0 && n > 1) scratch_ = be_.alloc((n + 1) * chunk_);
 }
@@ -129,39 +138,56 @@ void ZeroOptimizer::set_step_count(int64_t n) {
 }
 
 void ZeroOptimizer::zero_grad() {
+  check(reported_.empty(),
+        "optimizer: zero_grad() while the DP sum of reported gradients is running; call step() "
+        "first");
   if (layout_.total) be_.fill_zero(grads_, layout_.total * sizeof(float));
 }
 
-// grads <- sum over DP / dp: everywhere (stages 0/1) or on the own shard only (stage 2).
+void ZeroOptimizer::start_piece(const Piece& p) {
+  if (stage_ == 2)
+    dp_.reduce_sum_async(grads_ + p.begin, p.end - p.begin, int(p.begin / shard_size_));
+  else
+    dp_.all_reduce_sum_async(grads_ + p.begin, p.end - p.begin);
+}
+
+void ZeroOptimizer::grads_ready(size_t offset, size_t count) {
+  const size_t total = layout_.total;
+  check(offset <= total && count <= total - offset, "optimizer: ", count, " gradients at offset ",
+        offset, " reported ready lie outside the model's ", total, " gradients");
+  if (count == 0) return;
+  const size_t end = offset + count;
+  // The reported range that overlaps [offset, end), if any: the last one starting before end.
+  auto after = reported_.lower_bound(end);
+  if (after != reported_.begin()) {
+    auto prev = std::prev(after);
+    check(prev->second <= offset, "optimizer: gradient range [", offset, ", ", end,
+          ") reported ready overlaps [", prev->first, ", ", prev->second,
+          "), reported earlier in this step; each element must be reported once per step");
+  }
+  reported_.emplace_hint(after, offset, end);
+  // The pieces [offset, end) touches; one whose last elements these are starts now.
+  auto p = std::partition_point(pieces_.begin(), pieces_.end(),
+                                [&](const Piece& q) { return q.end <= offset; });
+  for (; p != pieces_.end() && p->begin < end; ++p) {
+    p->unreported -= std::min(end, p->end) - std::max(offset, p->begin);
+    if (p->unreported == 0) start_piece(*p);
+  }
+}
+
+// grads <- sum over DP / dp: everywhere (stages 0/1) or on the own shard only (stage 2). The
+// pieces not started yet go in layout order, so every rank starts the same ones.
 void ZeroOptimizer::average_grads() {
+  reported_.clear();
+  for (Piece& p : pieces_) {
+    if (p.unreported > 0) start_piece(p);
+    p.unreported = p.end - p.begin;
+  }
   const int n = dp_.size();
   if (n == 1) return;
-  const float fn = float(n);
-  if (stage_ < 2) {
-    for (size_t b = 0; b < layout_.total; b += bucket_numel_)
-      dp_.all_reduce_sum(grads_ + b, std::min(bucket_numel_, layout_.total - b));
-    be_.scale(grads_, layout_.total, 1.0f / fn);
-    return;
-  }
-  // Reduce-scatter chunk by chunk: chunk [c, c + k) of every rank's shard travels in one call;
-  // padding past total is sent as zeros.
-  for (size_t c = 0; c < shard_size_; c += chunk_) {
-    const size_t k = std::min(chunk_, shard_size_ - c);
-    float* send = scratch_;
-    float* recv = send + size_t(n) * k;
-    for (int d = 0; d < n; ++d) {
-      const size_t b = std::min(layout_.total, d * shard_size_ + c);
-      const size_t e = std::min(layout_.total, b + k);
-      if (e > b) be_.copy(grads_ + b, send + d * k, (e - b) * sizeof(float));
-      if (k > e - b) be_.fill_zero(send + d * k + (e - b), (k - (e - b)) * sizeof(float));
-    }
-    dp_.reduce_scatter_sum(send, recv, k);
-    const size_t b = std::min(own_hi_, own_lo_ + c), e = std::min(own_hi_, b + k);
-    if (e > b) {
-      be_.copy(recv, grads_ + b, (e - b) * sizeof(float));
-      be_.scale(grads_ + b, e - b, 1.0f / fn);
-    }
-  }
+  dp_.wait_all();
+  const size_t lo = stage_ < 2 ? 0 : own_lo_, hi = stage_ < 2 ? layout_.total : own_hi_;
+  if (hi > lo) be_.scale(grads_ + lo, hi - lo, 1.0f / float(n));
 }
 
 // The sum of one double over a group, identical on every rank: each rank's value travels as a
@@ -224,7 +250,8 @@ void ZeroOptimizer::publish_params() {
       be_.copy(master_, params_ + state_lo_, state_numel() * sizeof(float));
     return;
   }
-  // All-gather chunk by chunk, the mirror of the reduce-scatter in average_grads().
+  // All-gather chunk by chunk: chunk [c, c + k) of every rank's shard travels in one call;
+  // padding past total is sent as zeros and never stored.
   const size_t own = own_hi_ - own_lo_;
   for (size_t c = 0; c < shard_size_; c += chunk_) {
     const size_t k = std::min(chunk_, shard_size_ - c);

@@ -1,7 +1,7 @@
 #pragma once
 // ZeRO stage 0/1/2 AdamW over the model's flat fp32 buffers: Megatron's distributed optimizer
-// (reduce-scatter -> AdamW on the fp32 shard -> all-gather), with global gradient-norm
-// clipping across TP and DP.
+// (reduce each gradient shard to its owner -> AdamW on the fp32 shard -> all-gather), with
+// global gradient-norm clipping across TP and DP.
 //
 // Sharding. The flat buffer of this rank's TP-local parameters (ParamLayout order, `total`
 // elements) is padded to a multiple of dp; DP rank d owns [d*S, (d+1)*S), S = padded / dp,
@@ -10,8 +10,9 @@
 //
 //   stage 0: grads all-reduced over DP; every rank keeps master, m, v for the whole buffer.
 //   stage 1: grads all-reduced over DP; master, m, v for the own shard only; params all-gathered.
-//   stage 2: grads reduce-scattered over DP: afterwards only the own shard of `grads` holds the
-//            averaged gradient; state for the own shard only; params all-gathered.
+//   stage 2: grads reduced over DP, each piece to the DP rank that owns it (together a
+//            reduce-scatter): afterwards only the own shard of `grads` holds the averaged
+//            gradient; state for the own shard only; params all-gathered.
 // Stages 1 and 2 hold 3 * S floats of state per rank (master, m, v); all three stages compute
 // the same parameters.
 //
@@ -20,6 +21,17 @@
 // mean gradient when step() is called. step() sums over DP and divides by dp: the update uses
 // the mean over the global batch. step() zeroes the whole `grads` buffer before it returns
 // (applied or skipped); zero_grad() is for the first accumulation (or after a checkpoint load).
+//
+// Overlap. The DP sum of a range of grads can start as soon as the range is final: during the
+// backward of the last micro-batch (Phi3Model::set_grads_ready -> grads_ready()), layer by
+// layer, while the backward of the earlier layers goes on. The buffer is cut once into pieces,
+// at the DP shard boundaries (each piece has one owner) and at multiples of bucket_numel; each
+// piece is one async collective on `grads` in place (stages 0/1 all-reduce, stage 2 reduce to
+// the owner), started when its last element is reported. step() starts the pieces not started
+// yet, in layout order, and waits for all. The pieces do not depend on what was reported, so a
+// run with the hook and one without make the same collectives on the same numbers: the same
+// result, bit for bit. Every DP rank must report the same ranges in the same order
+// (collectives match by order).
 //
 // Gradient norm: sqrt of the sum of squares of the DP-averaged gradient over every parameter
 // of the model, counted once: TP-sharded slots on every TP rank, TP-replicated slots on
@@ -30,6 +42,7 @@
 // stop the run.
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -57,8 +70,9 @@ struct StateShard {
 
 class ZeroOptimizer {
  public:
-  // Elements per collective call: bounds the scratch memory ((dp + 1) / dp of it) and keeps
-  // each MPI message under its int count.
+  // Elements per collective call: the most one gradient piece holds; also bounds the
+  // all-gather's scratch memory ((dp + 1) / dp of it) and keeps MPI messages under their
+  // int count.
   static constexpr size_t kDefaultBucketNumel = size_t(1) << 22;
 
   // params and grads: the model's buffers of layout.total floats on `backend` (not owned, must
@@ -72,7 +86,12 @@ class ZeroOptimizer {
   ZeroOptimizer(const ZeroOptimizer&) = delete;
   ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
 
-  // One optimizer step at learning rate lr (collective over DP and TP). Zeroes grads.
+  // grads [offset, offset + count) holds its final value for this step: start its DP sum now
+  // (collective over DP, async: the range must not change until step()). Ranges reported in
+  // one step must not overlap.
+  void grads_ready(size_t offset, size_t count);
+  // One optimizer step at learning rate lr (collective over DP and TP): finishes the DP sum
+  // (starting what grads_ready() did not). Zeroes grads.
   StepStats step(double lr);
   void zero_grad();
 
@@ -105,6 +124,11 @@ class ZeroOptimizer {
 
  private:
   float* state_buffer(State which);
+  struct Piece {
+    size_t begin, end;  // [begin, end) of grads: one collective
+    size_t unreported;  // elements not reported ready this step; 0: started
+  };
+  void start_piece(const Piece& p);
   void average_grads();
   double global_grad_norm();
   static double sum_over(Comm& c, double x);
@@ -120,13 +144,15 @@ class ZeroOptimizer {
   size_t shard_size_ = 0;               // S
   size_t own_lo_ = 0, own_hi_ = 0;      // this DP rank's shard, cut at total
   size_t state_lo_ = 0, state_hi_ = 0;  // what master/m/v cover: own shard, or all (stage 0)
-  size_t chunk_ = 1;                    // per-rank elements per reduce-scatter / all-gather call
+  size_t chunk_ = 1;                    // per-rank elements per all-gather call
   size_t bucket_numel_;
+  std::vector<Piece> pieces_;          // in layout order; none when dp = 1
+  std::map<size_t, size_t> reported_;  // begin -> end of the ranges reported this step
   int64_t step_ = 0;
   Backend& be_;
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;  // state_numel() each, on be_
   bool master_is_params_ = false;  // master_ aliases params_ (the state covers the whole buffer)
-  float* scratch_ = nullptr;       // (dp + 1) * chunk_: one collective's send and receive buffers
+  float* scratch_ = nullptr;       // (dp + 1) * chunk_: one all-gather's send and receive buffers
 };
 
 }  // namespace autotp

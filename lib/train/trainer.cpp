@@ -230,6 +230,7 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   }
 
   std::vector<int32_t> inputs(B * T), targets(B * T);
+  const Phi3Model::GradsReadyFn grads_ready = [&opt](size_t o, size_t c) { opt.grads_ready(o, c); };
   opt.zero_grad();
   auto run_start = std::chrono::steady_clock::now();
   for (int64_t step = result.start_step; step < a.num_steps; ++step) {
@@ -239,8 +240,11 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
     float loss_sum = 0;
     for (int64_t m = 0; m < accum; ++m) {
       fill_batch(tokens, T, batches[m], inputs.data(), targets.data());
-      loss_sum += model.forward(inputs.data(), targets.data(), int(B), int(T));
-      model.backward(1.0f / float(accum));
+      // The last micro-batch's backward finishes the gradients layer by layer: each layer's DP
+      // sum starts while the earlier layers' backward runs.
+      model.set_grads_ready(m + 1 == accum ? grads_ready : nullptr);
+      loss_sum += model.forward_backward(inputs.data(), targets.data(), int(B), int(T),
+                                         1.0f / float(accum));
     }
     float loss = loss_sum / float(accum);
     dp_comm->all_reduce_sum(&loss, 1);

@@ -59,4 +59,25 @@ void DeviceComm::broadcast(float* buf, size_t n, int root) {
     host_->broadcast(buf, n, root);
 }
 
+void DeviceComm::reduce_sum_async(float* buf, size_t n, int root) {
+  if (n == 0) return;
+  if (on_device(buf))
+    dev_reduce_sum_async(buf, n, root);
+  else
+    host_->reduce_sum_async(buf, n, root);
+}
+
+void DeviceComm::all_reduce_sum_async(float* buf, size_t n) {
+  if (n == 0) return;
+  if (on_device(buf))
+    dev_all_reduce_sum_async(buf, n);
+  else
+    host_->all_reduce_sum_async(buf, n);
+}
+
+void DeviceComm::wait_all() {
+  host_->wait_all();
+  dev_wait_all();
+}
+
 }  // namespace autotp

@@ -28,12 +28,23 @@ class DeviceComm : public Comm {
   void reduce_scatter_sum(const float* send, float* recv, size_t count) final;
   void broadcast(float* buf, size_t n, int root) final;
   void barrier() final { host_->barrier(); }
+  void reduce_sum_async(float* buf, size_t n, int root) final;
+  void all_reduce_sum_async(float* buf, size_t n) final;
+  void wait_all() final;
 
  protected:
   virtual void dev_all_reduce(float* buf, size_t n, ReduceOp op) = 0;
   virtual void dev_all_gather(const float* send, float* recv, size_t count) = 0;
   virtual void dev_reduce_scatter_sum(const float* send, float* recv, size_t count) = 0;
   virtual void dev_broadcast(float* buf, size_t n, int root) = 0;
+  // The async ops on device buffers. An implementation may complete them on return, ordered on
+  // the compute stream like the blocking ops (staged MPI; the all-reduce defaults to the
+  // blocking one); NCCL runs them beside the compute stream until dev_wait_all().
+  virtual void dev_reduce_sum_async(float* buf, size_t n, int root) = 0;
+  virtual void dev_all_reduce_sum_async(float* buf, size_t n) {
+    dev_all_reduce(buf, n, ReduceOp::Sum);
+  }
+  virtual void dev_wait_all() {}
 
  private:
   // true for device (or managed) memory, false for host memory; `what` names the op for the

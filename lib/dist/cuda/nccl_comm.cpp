@@ -1,10 +1,13 @@
 // NCCL on its own stream. Each collective is fenced by two events:
 //   compute --ready--> comm stream: NCCL op --done--> compute
 // so the op sees everything the compute stream issued before it, and whatever the compute
-// stream issues after it sees the result; the host only enqueues.
+// stream issues after it sees the result; the host only enqueues. The async ops take only the
+// first fence: the compute stream runs on (the backward) while they run, and wait_all() puts
+// the second fence after all of them.
 #include <nccl.h>
 
 #include <exception>
+#include <utility>
 
 #include "dist/cuda/device_comm.hpp"
 #include "dist/cuda/device_comm_base.hpp"
@@ -70,20 +73,42 @@ class NcclComm final : public DeviceComm {
     fenced("ncclBroadcast",
            [&] { return ncclBroadcast(buf, buf, n, ncclFloat, root, comm_, stream_); });
   }
+  // In place: NCCL allows sendbuff == recvbuff, and leaves the other ranks' buffers as they were.
+  void dev_reduce_sum_async(float* buf, size_t n, int root) override {
+    started("ncclReduce",
+            [&] { return ncclReduce(buf, buf, n, ncclFloat, ncclSum, root, comm_, stream_); });
+  }
+  void dev_all_reduce_sum_async(float* buf, size_t n) override {
+    started("ncclAllReduce",
+            [&] { return ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, comm_, stream_); });
+  }
+  void dev_wait_all() override {
+    if (!pending_) return;
+    cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(compute_, done_, 0), "cudaStreamWaitEvent");
+    pending_ = false;
+  }
 
  private:
+  // The op on the comm stream after the compute stream's work so far; the compute stream does
+  // not wait for it.
   template <typename Op>
-  void fenced(const char* what, Op&& op) {
+  void started(const char* what, Op&& op) {
     cuda_check(cudaEventRecord(ready_, compute_), "cudaEventRecord");
     cuda_check(cudaStreamWaitEvent(stream_, ready_, 0), "cudaStreamWaitEvent");
     nccl_check(op(), what, comm_);
-    cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
-    cuda_check(cudaStreamWaitEvent(compute_, done_, 0), "cudaStreamWaitEvent");
+    pending_ = true;
+  }
+  template <typename Op>
+  void fenced(const char* what, Op&& op) {
+    started(what, std::forward<Op>(op));
+    dev_wait_all();
   }
 
   cudaStream_t compute_ = nullptr, stream_ = nullptr;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
   ncclComm_t comm_ = nullptr;
+  bool pending_ = false;  // the comm stream holds work the compute stream has not waited for
 };
 
 }  // namespace

@@ -26,16 +26,9 @@ class StagedMpiComm final : public DeviceComm {
 
  protected:
   void dev_all_reduce(float* buf, size_t n, ReduceOp op) override {
-    if (size() == 1) return;
-    const size_t k_max = cap_;
-    float* h = stage(std::min(n, k_max));
-    for (size_t c = 0; c < n; c += k_max) {
-      const size_t k = std::min(k_max, n - c);
-      to_host(buf + c, h, k);
-      MPI_Allreduce(MPI_IN_PLACE, h, int(k), MPI_FLOAT, op == ReduceOp::Sum ? MPI_SUM : MPI_MAX,
-                    c_);
-      to_device(h, buf + c, k);
-    }
+    in_place(buf, n, true, true, [&](float* h, int k) {
+      MPI_Allreduce(MPI_IN_PLACE, h, k, MPI_FLOAT, op == ReduceOp::Sum ? MPI_SUM : MPI_MAX, c_);
+    });
   }
 
   // Chunk [c, c + k) of every rank's block: recv rows are count apart on the device, k apart
@@ -70,21 +63,36 @@ class StagedMpiComm final : public DeviceComm {
   }
 
   void dev_broadcast(float* buf, size_t n, int root) override {
+    const bool me = rank() == root;
+    in_place(buf, n, me, !me, [&](float* h, int k) { MPI_Bcast(h, k, MPI_FLOAT, root, c_); });
+  }
+
+  // Synchronous: complete (for the compute stream) on return, like the blocking ops.
+  void dev_reduce_sum_async(float* buf, size_t n, int root) override {
+    const bool me = rank() == root;
+    in_place(buf, n, true, me, [&](float* h, int k) {
+      MPI_Reduce(me ? MPI_IN_PLACE : h, h, k, MPI_FLOAT, MPI_SUM, root, c_);
+    });
+  }
+
+ private:
+  // An in-place collective on buf[n], chunk by chunk through the stage: copy the chunk to the
+  // stage (if `send`), mpi(stage, k), copy it back (if `recv`).
+  template <typename Mpi>
+  void in_place(float* buf, size_t n, bool send, bool recv, Mpi&& mpi) {
     if (size() == 1) return;
     const size_t k_max = cap_;
     float* h = stage(std::min(n, k_max));
     for (size_t c = 0; c < n; c += k_max) {
       const size_t k = std::min(k_max, n - c);
-      if (rank() == root)
+      if (send)
         to_host(buf + c, h, k);
       else  // the previous chunk's copy out of the stage must finish before MPI overwrites it
         cuda_check(cudaStreamSynchronize(compute_), "cudaStreamSynchronize");
-      MPI_Bcast(h, int(k), MPI_FLOAT, root, c_);
-      if (rank() != root) to_device(h, buf + c, k);
+      mpi(h, int(k));
+      if (recv) to_device(h, buf + c, k);
     }
   }
-
- private:
   // A group of one: the result is the input, no host round trip.
   void copy_alone(const float* send, float* recv, size_t count) {
     if (send != recv)

@@ -129,6 +129,7 @@ void CudaBackendImpl::to_host(const void* dev, void* host, size_t bytes) {
 
 void CudaBackendImpl::from_host(const void* host, void* dev, size_t bytes) {
   if (!bytes) return;
+  touched(dev, bytes);
   AUTOTP_CUDA(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream_));
   // The caller may reuse `host` at once; with pinned memory the copy would still be in flight.
   AUTOTP_CUDA(cudaStreamSynchronize(stream_));
@@ -136,11 +137,14 @@ void CudaBackendImpl::from_host(const void* host, void* dev, size_t bytes) {
 
 void CudaBackendImpl::copy(const void* src, void* dst, size_t bytes) {
   if (!bytes || src == dst) return;
+  touched(dst, bytes);
   AUTOTP_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
 
 void CudaBackendImpl::fill_zero(void* p, size_t bytes) {
-  if (bytes) AUTOTP_CUDA(cudaMemsetAsync(p, 0, bytes, stream_));
+  if (!bytes) return;
+  touched(p, bytes);
+  AUTOTP_CUDA(cudaMemsetAsync(p, 0, bytes, stream_));
 }
 
 void* CudaBackendImpl::scratch(Scratch which, size_t bytes) {

@@ -104,12 +104,14 @@ class CudaBackendImpl final : public CudaBackend {
   void params_changed(const float* params, size_t n) override;
 
   AUTOTP_BACKEND_OVERRIDES
+  void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy, const float* x,
+                             const float* W, float* dW, float* dx) override;
   void add_rmsnorm_forward(const float* x, float* residual, const float* w, int64_t N, int64_t H,
                            float eps, float* out, float* rstd) override;
 
   // A device buffer reused across calls, grown (never shrunk) to `bytes`. Slots are per use
   // so that two scratch buffers of one op never alias.
-  enum class Scratch { GemmA, GemmB, AttnD, Reduce, EmbedSort, NormPartial, Count };
+  enum class Scratch { GemmA, GemmB, GemmC, AttnD, Attn16, Reduce, EmbedSort, NormPartial, Count };
   void* scratch(Scratch which, size_t bytes);
 
   // Records CUDA events around one op while profiling is on (RAII; see op_times_ms()).
@@ -133,6 +135,13 @@ class CudaBackendImpl final : public CudaBackend {
   // The bf16 operand for a GEMM: the params' shadow when x lies in the params range, else x
   // converted into the given scratch slot.
   const __nv_bfloat16* bf16_operand(const float* x, size_t n, Scratch slot);
+  // The shadow of [x, x + n) when that range lies in the parameters (whole floats), else null.
+  __nv_bfloat16* shadow_of(const float* x, size_t n) const;
+  // A write into the parameters by a memory op: the shadow is no longer known to be fresh.
+  void touched(const void* p, size_t bytes);
+  // C[M,N] (+)= op(A) op(B) on bf16 operands (matmul's layout conventions).
+  void gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16* A, bool transA,
+            const __nv_bfloat16* B, bool transB, float* C, bool accumulate);
 
   int device_ = 0;
   std::string device_name_;
@@ -149,6 +158,10 @@ class CudaBackendImpl final : public CudaBackend {
   size_t params_n_ = 0;
   __nv_bfloat16* shadow_ = nullptr;
   size_t shadow_cap_ = 0;
+  // Parameters that AdamW updated (writing their shadow too) since the last params_changed(),
+  // reset by any other write into them: when it covers all of them, params_changed() has
+  // nothing to convert.
+  size_t shadow_fresh_ = 0;
 
   bool profiling_ = false;
   struct Pending {

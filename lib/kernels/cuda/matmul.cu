@@ -23,6 +23,7 @@ void to_bf16(const float* x, __nv_bfloat16* y, size_t n, cudaStream_t stream) {
 }
 
 void CudaBackendImpl::params_changed(const float* params, size_t n) {
+  const bool fresh = params == params_ && n == params_n_ && shadow_fresh_ == n && n;
   if (shadow_cap_ < n) {
     device_free(shadow_);
     shadow_ = nullptr;
@@ -32,15 +33,26 @@ void CudaBackendImpl::params_changed(const float* params, size_t n) {
   }
   params_ = params;
   params_n_ = n;
-  to_bf16(params, shadow_, n, stream_);
+  shadow_fresh_ = 0;
+  if (!fresh) to_bf16(params, shadow_, n, stream_);
 }
 
-const __nv_bfloat16* CudaBackendImpl::bf16_operand(const float* x, size_t n, Scratch slot) {
+__nv_bfloat16* CudaBackendImpl::shadow_of(const float* x, size_t n) const {
   // Pointer comparison across unrelated buffers is done on integers (well defined).
   const auto xi = reinterpret_cast<uintptr_t>(x), pi = reinterpret_cast<uintptr_t>(params_);
   if (params_ && xi >= pi && xi + n * sizeof(float) <= pi + params_n_ * sizeof(float) &&
       (xi - pi) % sizeof(float) == 0)
     return shadow_ + (xi - pi) / sizeof(float);
+  return nullptr;
+}
+
+void CudaBackendImpl::touched(const void* p, size_t bytes) {
+  const auto b = reinterpret_cast<uintptr_t>(p), pi = reinterpret_cast<uintptr_t>(params_);
+  if (params_ && b < pi + params_n_ * sizeof(float) && b + bytes > pi) shadow_fresh_ = 0;
+}
+
+const __nv_bfloat16* CudaBackendImpl::bf16_operand(const float* x, size_t n, Scratch slot) {
+  if (const __nv_bfloat16* s = shadow_of(x, n)) return s;
   auto* y = static_cast<__nv_bfloat16*>(scratch(slot, n * sizeof(__nv_bfloat16)));
   to_bf16(x, y, n, stream_);
   return y;
@@ -53,11 +65,24 @@ void CudaBackendImpl::matmul(int64_t M, int64_t N, int64_t K, const float* A, bo
     if (!accumulate) fill_zero(C, size_t(M * N) * sizeof(float));
     return;
   }
+  Timed t(*this, "gemm");
+  gemm(M, N, K, bf16_operand(A, size_t(M * K), Scratch::GemmA), transA,
+       bf16_operand(B, size_t(K * N), Scratch::GemmB), transB, C, accumulate);
+}
+
+void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
+                                            const float* x, const float* W, float* dW, float* dx) {
+  if (N == 0 || O == 0 || I == 0) return Backend::linear_backward_gemms(N, O, I, dy, x, W, dW, dx);
+  Timed t(*this, "gemm");
+  const __nv_bfloat16* d = bf16_operand(dy, size_t(N * O), Scratch::GemmA);
+  gemm(O, I, N, d, true, bf16_operand(x, size_t(N * I), Scratch::GemmB), false, dW, true);
+  gemm(N, I, O, d, false, bf16_operand(W, size_t(O * I), Scratch::GemmC), false, dx, false);
+}
+
+void CudaBackendImpl::gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16* a, bool transA,
+                           const __nv_bfloat16* b, bool transB, float* C, bool accumulate) {
   check(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "cuda matmul: dimensions ", M, " x ", N,
         " x ", K, " exceed cuBLAS's 32-bit sizes");
-  Timed t(*this, "gemm");
-  const __nv_bfloat16* a = bf16_operand(A, size_t(M * K), Scratch::GemmA);
-  const __nv_bfloat16* b = bf16_operand(B, size_t(K * N), Scratch::GemmB);
   // Row-major C[M,N] = op(A) op(B) is column-major C^T[N,M] = op(B)^T op(A)^T, and a row-major
   // matrix read column-major is its transpose: so cuBLAS gets (B, A) with the same trans flags
   // and the row strides as leading dimensions.
