@@ -207,9 +207,24 @@ double ZeroOptimizer::sum_over(Comm& c, double x) {
 double ZeroOptimizer::global_grad_norm() {
   double counted = 0.0, uncounted = 0.0;
   const bool tp0 = tp_.rank() == 0;
+  // Runs of adjacent segments of one kind go to sum_squares together: each call waits for the
+  // device, and one call per slot (6 per layer) showed up as gaps in the step.
+  size_t run_b = own_lo_, run_e = own_lo_;
+  bool run_counted = true;
+  auto flush = [&] {
+    if (run_e > run_b)
+      (run_counted ? counted : uncounted) += be_.sum_squares(grads_ + run_b, run_e - run_b);
+  };
   for_each_segment(layout_, own_lo_, own_hi_, [&](size_t b, size_t e, const ParamSlot& s) {
-    (s.tp_replicated && !tp0 ? uncounted : counted) += be_.sum_squares(grads_ + b, e - b);
+    const bool c = !(s.tp_replicated && !tp0);
+    if (c != run_counted || b != run_e) {
+      flush();
+      run_b = b;
+      run_counted = c;
+    }
+    run_e = e;
   });
+  flush();
   // A bad value in a copy the norm does not count (a replicated slot on tp_rank > 0) must
   // still stop the step on every rank.
   if (!std::isfinite(uncounted)) counted = std::numeric_limits<double>::quiet_NaN();
