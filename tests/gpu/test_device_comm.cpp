@@ -124,6 +124,24 @@ void check_collectives(Gpu& gpu, Comm& c, const std::string& what) {
       [&](size_t j) { return float(n * (n - 1) / 2 + n * 10 * r) + 0.5f * float(n * int(j)); },
       "reduce_scatter_sum");
 
+  // Nonblocking: reduces to every root (last first) and an all-reduce in flight together,
+  // complete after wait_all, read on the compute stream.
+  std::vector<float*> parts(size_t(n) + 1);
+  for (int q = 0; q <= n; ++q) {
+    for (size_t j = 0; j < L; ++j) x[j] = float(r + 1) * float(q + 1) + float(j);
+    gpu.upload(x, parts[size_t(q)] = gpu.alloc(L));
+  }
+  for (int q = n - 1; q >= 0; --q) c.reduce_sum_async(parts[size_t(q)], L, q);
+  c.all_reduce_sum_async(parts[size_t(n)], L);
+  c.wait_all();
+  for (int q = 0; q <= n; ++q) {
+    if (q < n && q != r) continue;  // only the root's buffer is defined
+    expect_values(
+        gpu.download(parts[size_t(q)], L),
+        [&](size_t j) { return float(n * (n + 1) / 2) * float(q + 1) + float(n) * float(j); },
+        q < n ? "reduce_sum_async" : "all_reduce_sum_async");
+  }
+
   const int root = n - 1;
   for (size_t j = 0; j < L; ++j) x[j] = r == root ? float(j) : -1.0f;
   gpu.upload(x, d);
