@@ -1,5 +1,7 @@
 // Rotary position embedding, rotate-half (NeoX) layout on the first rotary_dim dims of each
-// head; one thread per rotated pair.
+// head; one block per token row.
+#include <algorithm>
+
 #include "kernels/cuda/cuda_impl.cuh"
 
 namespace autotp::cuda {
@@ -10,18 +12,22 @@ namespace {
 __global__ void rope_kernel(float* x, int64_t N, int64_t T, int64_t ld, int64_t n_heads,
                             int64_t head_dim, int64_t half, const float* cos, const float* sin,
                             float sign) {
-  const size_t n = size_t(N) * size_t(n_heads) * size_t(half);
-  for (size_t e = size_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
-       e += size_t(gridDim.x) * blockDim.x) {
-    const int64_t i = int64_t(e % size_t(half));
-    const int64_t h = int64_t(e / size_t(half) % size_t(n_heads));
-    const int64_t row = int64_t(e / size_t(half * n_heads));
+  // One block per token row (grid-stride), threads over its (head, pair) items: the row's
+  // position and table rows are computed once, and the per-item split is a 32-bit division.
+  const unsigned items = unsigned(n_heads * half), hf = unsigned(half);
+  for (int64_t row = blockIdx.x; row < N; row += gridDim.x) {
     const int64_t t = row % T;
-    float* v = x + row * ld + h * head_dim;
-    const float c = cos[t * half + i], si = sign * sin[t * half + i];
-    const float a = v[i], b = v[i + half];
-    v[i] = a * c - b * si;
-    v[i + half] = b * c + a * si;
+    const float* c_t = cos + t * half;
+    const float* s_t = sin + t * half;
+    float* xr = x + row * ld;
+    for (unsigned e = threadIdx.x; e < items; e += blockDim.x) {
+      const unsigned h = e / hf, i = e - h * hf;
+      float* v = xr + int64_t(h) * head_dim;
+      const float c = c_t[i], si = sign * s_t[i];
+      const float a = v[i], b = v[i + half];
+      v[i] = a * c - b * si;
+      v[i + half] = b * c + a * si;
+    }
   }
 }
 }  // namespace
@@ -32,7 +38,9 @@ void rope(CudaBackendImpl& be, float* x, int64_t N, int64_t T, int64_t ld, int64
   const int64_t half = rotary_dim / 2;
   if (N <= 0 || n_heads <= 0 || half <= 0) return;
   CudaBackendImpl::Timed t(be, "norm+rope");
-  rope_kernel<<<grid_for(size_t(N * n_heads * half)), kThreads, 0, be.stream()>>>(
+  check(n_heads * half <= INT32_MAX, "cuda rope: ", n_heads, " heads x ", half,
+        " pairs exceed 32-bit indexing");
+  rope_kernel<<<unsigned(std::min<int64_t>(N, 65535)), kThreads, 0, be.stream()>>>(
       x, N, T, ld, n_heads, head_dim, half, cos, sin, sign);
   AUTOTP_LAUNCHED("rope_kernel");
 }
