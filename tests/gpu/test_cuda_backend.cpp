@@ -278,6 +278,29 @@ TEST_F(CudaVsCpu, MatmulReadsTheParamShadow) {
   expect_close("matmul after params_changed (= new weights)", C, kBf16Tol);
 }
 
+// The fused pair of a linear's backward GEMMs (one dy conversion) against the CPU's two
+// matmuls, with W from the shadow and standalone.
+TEST_F(CudaVsCpu, LinearBackwardGemms) {
+  for (auto [N, O, I] : std::vector<Dims3>{{67, 45, 129}, {300, 256, 96}, {1, 3, 2}}) {
+    Twin params = upload(random(size_t(O * I + 7)));
+    gpu_->params_changed(params.g, params.n);
+    cpu_->params_changed(params.c, params.n);
+    Twin W = upload(random(size_t(O * I)));
+    Twin dy = upload(random(size_t(N * O))), x = upload(random(size_t(N * I)));
+    for (bool shadow : {false, true}) {
+      Twin dW = upload(random(size_t(O * I))), dx = poisoned(size_t(N * I));
+      const float* wc = shadow ? params.c + 7 : W.c;
+      const float* wg = shadow ? params.g + 7 : W.g;
+      cpu_->linear_backward_gemms(N, O, I, dy.c, x.c, wc, dW.c, dx.c);
+      gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, wg, dW.g, dx.g);
+      const std::string tag =
+          name_of(" %ldx%ldx%ld%s", long(N), long(O), long(I), shadow ? " W(shadow)" : "");
+      expect_close("linear_backward_gemms dW +=" + tag, dW, kBf16Tol);
+      expect_close("linear_backward_gemms dx" + tag, dx, kBf16Tol);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- elementwise
 
 TEST_F(CudaVsCpu, AddScaleCopyCols) {
@@ -431,38 +454,45 @@ TEST_F(CudaVsCpu, AttentionForwardBackward) {
 TEST_F(CudaVsCpu, AttentionLongSequenceAndTimes) {
   const int64_t B = 1, T = 2048, nq = 24, nkv = 8, hd = 128;
   attention_case(B, T, nq, nkv, hd, attention_tol(hd));
-  const int64_t N = B * T, ld = (nq + 2 * nkv) * hd;
-  Twin qkv = upload(random(size_t(N * ld), -2, 2)), dout = upload(random(size_t(N * nq * hd)));
-  Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
-  Twin dqkv = poisoned(size_t(N * ld));
   cudaEvent_t e0, e1, e2;
   ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
   ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
   ASSERT_EQ(cudaEventCreate(&e2), cudaSuccess);
-  for (bool fp32 : {false, true}) {
+  // B 4 is the training step's shape; the fp32 kernels are timed at B 1 only (they are slow).
+  for (auto [Bt, fp32] : std::vector<std::pair<int64_t, bool>>{{1, false}, {4, false}, {1, true}}) {
     std::unique_ptr<Fp32Attention> scope(fp32 ? new Fp32Attention : nullptr);
+    const int64_t N = Bt * T, ld = (nq + 2 * nkv) * hd;
+    Twin qkv = upload(random(size_t(N * ld), -2, 2)), dout = upload(random(size_t(N * nq * hd)));
+    Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(Bt * nq * T));
+    Twin dqkv = poisoned(size_t(N * ld));
     const int reps = 5;
     float fwd = 0, bwd = 0;
+    std::vector<float> first;
     for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
       cudaEventRecord(e0, gpu_->stream());
-      gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g);
+      gpu_->attention_forward(qkv.g, Bt, T, nq, nkv, hd, out.g, lse.g);
       cudaEventRecord(e1, gpu_->stream());
-      gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
+      gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, Bt, T, nq, nkv, hd, dqkv.g);
       cudaEventRecord(e2, gpu_->stream());
       ASSERT_EQ(cudaEventSynchronize(e2), cudaSuccess);
       float f, b;
       cudaEventElapsedTime(&f, e0, e1);
       cudaEventElapsedTime(&b, e1, e2);
       if (rep > 0) fwd += f / reps, bwd += b / reps;
+      if (rep == 0) first = host(*gpu_, dqkv.g, dqkv.n);
     }
+    // Deterministic kernels (no atomics): the gradients of every repetition are bitwise equal.
+    const std::vector<float> last = host(*gpu_, dqkv.g, dqkv.n);
+    EXPECT_EQ(std::memcmp(first.data(), last.data(), last.size() * sizeof(float)), 0)
+        << "attention_backward is not deterministic";
     // Useful causal flops: 2 matmuls forward, 5 backward (7 run: both backward kernels
     // recompute S and dP).
-    const double mm = 2.0 * B * nq * double(T) * double(T) / 2 * hd;
+    const double mm = 2.0 * Bt * nq * double(T) * double(T) / 2 * hd;
     std::printf(
-        "  attention %s T %ld hd %ld nq/nkv %ld/%ld: forward %.3f ms (%.0f TFLOP/s), "
+        "  attention %s B %ld T %ld hd %ld nq/nkv %ld/%ld: forward %.3f ms (%.0f TFLOP/s), "
         "backward %.3f ms (%.0f TFLOP/s)\n",
-        fp32 ? "fp32 kernels" : "tensor cores", long(T), long(hd), long(nq), long(nkv), fwd,
-        2 * mm / fwd * 1e-9, bwd, 5 * mm / bwd * 1e-9);
+        fp32 ? "fp32 kernels" : "tensor cores", long(Bt), long(T), long(hd), long(nq), long(nkv),
+        fwd, 2 * mm / fwd * 1e-9, bwd, 5 * mm / bwd * 1e-9);
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
@@ -567,6 +597,42 @@ TEST_F(CudaVsCpu, AdamwAndSumSquares) {
 }
 
 // ---------------------------------------------------------------- profiling
+
+// AdamW over the whole parameter buffer writes the bf16 shadow in the same pass, so that
+// params_changed() skips its conversion: a GEMM must then read the updated weights. A copy
+// into the parameters after the update makes params_changed() convert again.
+TEST_F(CudaVsCpu, AdamwWritesTheShadow) {
+  const int64_t M = 9, N = 31, K = 33;  // params = B[K, N]; 1023 elements, split unaligned
+  const size_t n = size_t(K * N), cut = 5;
+  AdamWStep st;
+  st.neg_step_size = -0.05f;
+  Twin p = upload(random(n)), m = upload(random(n, -0.1f, 0.1f));
+  Twin v = upload(random(n, 0.0f, 0.01f)), g = upload(random(n));
+  Twin X = upload(random(size_t(M * K))), C = poisoned(size_t(M * N));
+  gpu_->params_changed(p.g, n);
+  cpu_->params_changed(p.c, n);
+  for (size_t b : {size_t(0), cut}) {  // [0, 5) on the scalar path, [5, n) misaligned too
+    const size_t e = b == 0 ? cut : n;
+    cpu_->adamw(p.c + b, m.c + b, v.c + b, g.c + b, e - b, st, true, 1.0f);
+    gpu_->adamw(p.g + b, m.g + b, v.g + b, g.g + b, e - b, st, true, 1.0f);
+  }
+  gpu_->params_changed(p.g, n);
+  cpu_->params_changed(p.c, n);
+  cpu_->matmul(M, N, K, X.c, false, p.c, false, C.c, false);
+  gpu_->matmul(M, N, K, X.g, false, p.g, false, C.g, false);
+  expect_close("matmul after adamw (shadow written by adamw)", C, kBf16Tol);
+  // Another whole update, then a copy over part of the parameters: the shadow must follow.
+  cpu_->adamw(p.c, m.c, v.c, g.c, n, st, true, 1.0f);
+  gpu_->adamw(p.g, m.g, v.g, g.g, n, st, true, 1.0f);
+  Twin other = upload(random(n));
+  cpu_->copy(other.c, p.c, 100 * sizeof(float));
+  gpu_->copy(other.g, p.g, 100 * sizeof(float));
+  gpu_->params_changed(p.g, n);
+  cpu_->params_changed(p.c, n);
+  cpu_->matmul(M, N, K, X.c, false, p.c, false, C.c, false);
+  gpu_->matmul(M, N, K, X.g, false, p.g, false, C.g, false);
+  expect_close("matmul after adamw + copy into the parameters", C, kBf16Tol);
+}
 
 TEST_F(CudaVsCpu, ProfilingCountsOpCategories) {
   gpu_->set_profiling(true);

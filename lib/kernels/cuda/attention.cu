@@ -365,10 +365,11 @@ void CudaBackendImpl::attention_forward(const float* qkv, int64_t B, int64_t T, 
                                         int64_t nkv, int64_t hd, float* out, float* lse) {
   if (B <= 0 || T <= 0 || nq <= 0) return;
   check_shape(B, T, nq, nkv, "attention_forward");
-  Timed t(*this, "attention");
   const Launch L{{T, int(nq), int(nkv), int(hd)}, B, stream_};
-  if (tc_attention_applies(hd, qkv, out))
-    return tc_attention_forward(qkv, L.g, B, stream_, out, lse);
+  const bool tc = tc_attention_applies(hd, qkv, out);
+  void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, false)) : nullptr;
+  Timed t(*this, "attention");
+  if (tc) return tc_attention_forward(qkv, L.g, B, stream_, s16, out, lse);
   dispatch_hd(hd, [&](auto c) { forward_hd<decltype(c)::value>(L, qkv, out, lse); });
 }
 
@@ -377,14 +378,15 @@ void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, co
                                          int64_t nkv, int64_t hd, float* dqkv) {
   if (B <= 0 || T <= 0 || nq <= 0) return;
   check_shape(B, T, nq, nkv, "attention_backward");
-  float* D = static_cast<float*>(scratch(Scratch::AttnD, size_t(B * nq * T) * sizeof(float)));
-  Timed t(*this, "attention");
   const Launch L{{T, int(nq), int(nkv), int(hd)}, B, stream_};
+  float* D = static_cast<float*>(scratch(Scratch::AttnD, size_t(B * nq * T) * sizeof(float)));
+  const bool tc = tc_attention_applies(hd, dout, qkv, dqkv, out);
+  void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, true)) : nullptr;
+  Timed t(*this, "attention");
+  if (tc) return tc_attention_backward(dout, qkv, out, lse, D, L.g, B, stream_, s16, dqkv);
   attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout, out, L.g, B,
                                                                                  D);
   AUTOTP_LAUNCHED("attn_delta_kernel");
-  if (tc_attention_applies(hd, dout, qkv, dqkv))
-    return tc_attention_backward(dout, qkv, lse, D, L.g, B, stream_, dqkv);
   dispatch_hd(hd, [&](auto c) { backward_hd<decltype(c)::value>(L, dout, qkv, lse, D, dqkv); });
 }
 

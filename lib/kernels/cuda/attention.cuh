@@ -41,13 +41,18 @@ bool with_head_dim(HeadDims<D...>, int64_t hd, F&& f) {
 }
 
 // True when the bf16 tensor-core kernels take this call: head dim 16, 32, 64 or 128, every
-// buffer 16-byte aligned (they load float4), and AUTOTP_ATTN_FP32 unset (that variable selects
-// the fp32 kernels, e.g. to compare the two).
-bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* c = nullptr);
+// buffer 16-byte aligned, and AUTOTP_ATTN_FP32 unset (that variable selects the fp32 kernels,
+// e.g. to compare the two).
+bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* c = nullptr,
+                          const void* d = nullptr);
+// Bytes of bf16 scratch the tensor-core kernels take (inputs rounded to bf16).
+size_t tc_attention_scratch_bytes(const Heads& g, int64_t B, bool backward);
 void tc_attention_forward(const float* qkv, const Heads& g, int64_t B, cudaStream_t stream,
-                          float* out, float* lse);
-// D[b, h, i] = sum_d dO O (computed by the caller) is read; dqkv is overwritten.
-void tc_attention_backward(const float* dout, const float* qkv, const float* lse, const float* D,
-                           const Heads& g, int64_t B, cudaStream_t stream, float* dqkv);
+                          void* scratch, float* out, float* lse);
+// Also computes D[b, h, i] = sum_d dO O (the fp32 path's attn_delta_kernel) into D; dqkv is
+// overwritten.
+void tc_attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
+                           float* D, const Heads& g, int64_t B, cudaStream_t stream, void* scratch,
+                           float* dqkv);
 
 }  // namespace autotp::cuda

@@ -1,23 +1,31 @@
-// Causal GQA attention on bf16 tensor cores (WMMA 16x16x16, fp32 accumulate), flash-attention 2
-// style: the same math and block structure as the fp32 kernels of attention.cu (see the
-// formulas there), with every tile product on tensor cores:
-//   forward   S = Q K^T, O += P V
-//   dQ        S = Q K^T, dP = dO V^T, dQ += dS K
+// Causal GQA attention on bf16 tensor cores (mma.sync m16n8k16, fp32 accumulate), flash-attention
+// 2 style: the same math as the fp32 kernels of attention.cu (see the formulas there), with every
+// tile product on tensor cores and the score tiles never leaving registers:
+//   forward   S = Q K^T, online softmax, O += P V
+//   dQ        S = Q K^T, dP = dO V^T, dS = P (dP - D), dQ += dS K
 //   dK/dV     S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q
-// Operands are rounded to bf16 when a tile is staged in shared memory; products, the online
-// softmax and every accumulator stay fp32 (max|err| / max|ref| ~4e-3 against fp64, where the
-// fp32 kernels reach 1e-5).
+// The inputs that are streamed (K, V; in the backward also Q, dO) are rounded to bf16 once per
+// call into backend scratch, so that their tiles travel to shared memory by cp.async
+// (double-buffered: the next tile loads while this one is used). Products, the softmax and
+// every accumulator stay fp32 (max|err| / max|ref| ~5e-3 against the fp32 CPU backend, where
+// the fp32 kernels reach 1e-6). Every output element is written by one thread after a fixed
+// sequence of operations: deterministic, no atomics.
 //
-// A block owns 64 rows (queries, or keys for dK/dV) of one (batch, head) and runs 4 warps, each
-// owning 16 of them. The streamed tile is 64 rows too. Score tiles go from the accumulator
-// fragments to a per-warp fp32 scratch [16][68] in shared memory, where 2 lanes per row (lane
-// = 2 r + half, columns c = 2 cc + half) do the row-wise softmax; the weights return as bf16
-// [16][72] operands. Padded strides (+8 bf16, +4 fp32) keep rows on different banks and satisfy
-// the WMMA rules (ldm a multiple of 16 bytes, tile pointers 32-byte aligned).
-// Rows past T are loaded as zeros and masked by index, so no tail case exists; sub-tiles of 16
-// that the causal mask empties entirely are skipped.
-#include <mma.h>
-
+// A warp owns 16 rows (queries, or keys for dK/dV) per row tile, MT row tiles (the forward's
+// 128-row blocks take 2, sharing each K and V fragment). The accumulator of m16n8k16 holds, per
+// lane (g = lane / 4, t = lane % 4), rows g and g + 8 at columns 2t, 2t + 1 of each 8-column
+// n-tile; two n-tiles of it are, packed to bf16, exactly the A operand of the next product over
+// those 16 columns (rows g, g + 8, k = 2t.., 8 + 2t..). So P and dS go from one mma to the next
+// in registers, and a row's softmax statistics need only the 4 lanes of a quad (two shuffles).
+// Shared tiles are [rows][HD + 8] bf16: the 16 bytes of padding put the 8 rows that one
+// ldmatrix phase reads on 8 distinct bank groups for every HD here (row stride = 16 B mod 128).
+// Rows past T are loaded as zeros; the causal mask (and i < T in dK/dV) is compiled only into
+// the variant of a step that runs on the tiles crossing the diagonal or T.
+//
+// Work balance (causal rows differ in length): blocks start longest first; the backward is one
+// launch whose dQ blocks fill the SMs that the long dK/dV blocks leave idle, and a dK/dV block
+// splits its steps between two warp groups.
+#include <algorithm>
 #include <cstdlib>
 
 #include "kernels/cuda/attention.cuh"
@@ -26,425 +34,744 @@ namespace autotp::cuda {
 
 namespace {
 
-using namespace nvcuda;
 using bf16 = __nv_bfloat16;
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
-using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;  // X^T
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
-using Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kBc = 64;  // rows of a streamed key tile in dQ
 
-constexpr int kRows = 64, kWarps = 4, kTcThreads = kWarps * 32, kSub = 16;
-constexpr int kLdS = kRows + 4;  // fp32 score scratch stride
-constexpr int kLdP = kRows + 8;  // bf16 weight stride
-constexpr size_t kScoreBytes = sizeof(float) * kRows * kLdS;
-constexpr size_t kWeightBytes = sizeof(bf16) * kRows * kLdP;
+// ---------------------------------------------------------------- PTX wrappers
+// Shared memory is addressed by 32-bit shared-window addresses (what ldmatrix and cp.async
+// take), so that tile offsets fold into the instructions' immediates.
+
+__device__ inline uint32_t smem_u32(const void* p) {
+  return uint32_t(__cvta_generic_to_shared(p));
+}
+// 16 bytes global -> shared, bypassing registers; zeros when !valid (src is then not read).
+__device__ inline void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ inline void cp_async4(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0)
+               : "memory");
+}
+__device__ inline void cp_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ inline void cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+// Barrier of the N threads of warp group g (0 or 1), barrier ids 1 and 2 (0 is
+// __syncthreads'); constant ids let ptxas reserve only those.
+template <int N>
+__device__ inline void group_sync(int g) {
+  if (g == 0)
+    asm volatile("bar.sync 1, %0;\n" ::"n"(N) : "memory");
+  else
+    asm volatile("bar.sync 2, %0;\n" ::"n"(N) : "memory");
+}
+// Four 8x8 b16 matrices; lane l gives the address of row l % 8 of matrix l / 8 and receives, of
+// each matrix, row l / 4 at columns 2 (l % 4), +1 (.trans: column l / 4 at rows 2 (l % 4), +1).
+__device__ inline void ldsm4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ inline void ldsm4t(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// c[16x8] += a[16x16] b[16x8], bf16 in, fp32 accumulate.
+__device__ inline void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ inline uint32_t pack_bf16(float lo, float hi) {  // lo in the low half (lower column)
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ inline float ex2(float x) {  // 2^x; ex2(-inf) = 0
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ inline float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ inline float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// ---------------------------------------------------------------- tiles and products
 
 template <int HD>
-struct Tc {
+struct Hd {
   static_assert(HD % 16 == 0, "tensor-core attention needs head_dim % 16 == 0");
-  static constexpr int LD = HD + 8;  // bf16 row stride of a staged tile
-  static constexpr int KD = HD / kSub;
-  static constexpr size_t kTileBytes = sizeof(bf16) * kRows * LD;
+  static constexpr int LDS = HD + 8;                    // bf16 row stride of a shared tile
+  static constexpr int KD = HD / 16;                    // k-steps over head dims
+  static constexpr int ND = HD / 8;                     // n-tiles over head dims
+  static constexpr uint32_t kRow = sizeof(bf16) * LDS;  // bytes
 };
 
-// A block's shared memory in order: NT staged bf16 tiles [64][LD], the fp32 score scratch
-// [64][kLdS], NW bf16 weight tiles [64][kLdP], NR fp32 values per row. Every part is a multiple
-// of 32 bytes, so every tile pointer meets WMMA's alignment.
-template <int HD, int NT, int NW, int NR>
-struct Smem {
-  static constexpr size_t kBytes =
-      NT * Tc<HD>::kTileBytes + kScoreBytes + NW * kWeightBytes + NR * sizeof(float) * kRows;
-  bf16* tile[NT];
-  float* S;
-  bf16* w[NW];
-  float* rows;
-  __device__ explicit Smem(unsigned char* p) {
-    for (int t = 0; t < NT; ++t, p += Tc<HD>::kTileBytes) tile[t] = reinterpret_cast<bf16*>(p);
-    S = reinterpret_cast<float*>(p);
-    p += kScoreBytes;
-    for (int t = 0; t < NW; ++t, p += kWeightBytes) w[t] = reinterpret_cast<bf16*>(p);
-    rows = reinterpret_cast<float*>(p);
+// Lane offsets (bytes) into a shared tile, to add to the tile's 16-row or 16-column origin:
+// off_a serves A operands (16 rows x 16 k) and .trans B operands (16 k rows x 16 n columns),
+// off_b B operands stored as [n][k] (two n-tiles of 8 rows x 16 k). See ldsm4.
+template <int HD>
+__device__ inline uint32_t off_a(int lane) {
+  return ((lane & 15) * Hd<HD>::LDS + (lane >> 4) * 8) * 2;
+}
+template <int HD>
+__device__ inline uint32_t off_b(int lane) {
+  return (((lane & 7) + (lane >> 4) * 8) * Hd<HD>::LDS + ((lane >> 3) & 1) * 8) * 2;
+}
+
+// Rows [r0, r0 + R) of one head (bf16, row stride ld; zeros from row T on) -> the tile at s, by
+// cp.async from the NT threads t of a group (the caller commits).
+template <int HD, int R, int NT>
+__device__ void load_tile(uint32_t s, const bf16* __restrict__ src, int64_t ld, int64_t r0,
+                          int64_t T, int t) {
+  constexpr int C = HD / 8, RS = NT / C;  // 16-byte chunks per row, rows per round
+  static_assert(NT % C == 0, "whole rows per round");
+  const int r = t / C, c = t % C;
+#pragma unroll
+  for (int k = 0; k < (R + RS - 1) / RS; ++k) {
+    const int rr = r + k * RS;
+    if (R % RS != 0 && rr >= R) break;
+    const bool valid = r0 + rr < T;
+    cp_async16(s + rr * Hd<HD>::kRow + c * 16, src + (valid ? r0 + rr : 0) * ld + c * 8, valid);
   }
-};
-template <int HD>
-using ForwardSmem = Smem<HD, 2, 1, 1>;  // K V | Q, then S | P | per-row factors
-template <int HD>
-using DqSmem = Smem<HD, 4, 1, 0>;  // Q dO K V | S, dP | dS
-template <int HD>
-using DkvSmem = Smem<HD, 4, 2, 2>;  // K V Q dO | S^T, dP^T | P^T dS^T | lse D
+}
 
-// The block's (tile, head, batch): a 1-D grid ordered so that the heaviest tiles of every
+// The same from fp32 rows (read once per block, so never converted in a separate pass),
+// rounded to bf16 on the way; synchronous.
+template <int HD, int R, int NT>
+__device__ void load_tile_f32(bf16* s, const float* __restrict__ src, int64_t ld, int64_t r0,
+                              int64_t T) {
+  constexpr int C = HD / 4, RS = NT / C;  // float4 per row, rows per round
+  static_assert(NT % C == 0 && R % RS == 0, "whole rows per round");
+  const int r = threadIdx.x / C, c = threadIdx.x % C;
+#pragma unroll
+  for (int k = 0; k < R / RS; ++k) {
+    const int rr = r + k * RS;
+    const float4 x = r0 + rr < T ? *reinterpret_cast<const float4*>(src + (r0 + rr) * ld + c * 4)
+                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    *reinterpret_cast<uint2*>(s + rr * Hd<HD>::LDS + c * 4) =
+        make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
+  }
+}
+
+// N floats of src from index i0 (zeros from index T on) -> s, by cp.async.
+template <int N, int NT>
+__device__ void load_vec(uint32_t s, const float* __restrict__ src, int64_t i0, int64_t T, int t) {
+  for (int e = t; e < N; e += NT) {
+    const bool valid = i0 + e < T;
+    cp_async4(s + 4 * e, src + (valid ? i0 + e : 0), valid);
+  }
+}
+
+// The loop every kernel runs: iteration it may use what load(it) put in shared memory, while
+// load(it + 1) is in flight; sync() is the barrier of the threads that share the buffers.
+// load(0) was issued and committed by the caller.
+template <typename Load, typename Body, typename Sync>
+__device__ __forceinline__ void pipeline(int n, Load&& load, Body&& body, Sync&& sync) {
+  for (int it = 0; it < n; ++it) {
+    if (it + 1 < n) {
+      load(it + 1);
+      cp_commit();
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
+    }
+    sync();
+    body(it);
+    sync();  // the buffer of `it` is refilled by load(it + 2)
+  }
+}
+
+// Calls f(std::true_type) when part holds, else f(std::false_type): the tiles that cross the
+// diagonal (or T) get the masking code, the others none.
+template <typename F>
+__device__ __forceinline__ void with_part(bool part, F&& f) {
+  if (part)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
+// s[m][n] += A_m B^T over the head dims: A_m the m-th 16 rows of the warp (a_of(m, kd, frag)
+// gives the A fragment of head dims [16 kd, 16 kd + 16)), B the NB * 8 rows of the tile at b
+// (b includes off_b); each B fragment serves the MT row tiles. With kPart only column pairs
+// [16 lo, 16 hi) are computed (the caller masks the others).
+template <int HD, int MT, int NB, bool kPart, typename AOf>
+__device__ __forceinline__ void mma_abt_m(float (&s)[MT][NB][4], AOf&& a_of, uint32_t b, int lo,
+                                          int hi) {
+  static_assert(NB % 2 == 0, "n-tiles are read in pairs");
+#pragma unroll
+  for (int kd = 0; kd < Hd<HD>::KD; ++kd) {
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) a_of(mt, kd, a[mt]);
+#pragma unroll
+    for (int nb = 0; nb < NB; nb += 2) {
+      if (kPart && (nb / 2 < lo || nb / 2 >= hi)) continue;
+      uint32_t f[4];
+      ldsm4(f, b + nb * 8 * Hd<HD>::kRow + kd * 32);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma(s[mt][nb], a[mt], f[0], f[1]);
+        mma(s[mt][nb + 1], a[mt], f[2], f[3]);
+      }
+    }
+  }
+}
+template <int HD, int NB, bool kPart, typename AOf>
+__device__ __forceinline__ void mma_abt(float (&s)[NB][4], AOf&& a_of, uint32_t b, int lo, int hi) {
+  mma_abt_m<HD, 1, NB, kPart>(
+      reinterpret_cast<float(&)[1][NB][4]>(s), [&](int, int kd, uint32_t(&f)[4]) { a_of(kd, f); },
+      b, lo, hi);
+}
+
+// acc[m] += P_m X: P_m the m-th 16 rows of the warp x NB * 8 columns in accumulator layout (as
+// left by mma_abt), X the tile at x whose rows are P's columns (x includes off_a); with kPart
+// P's column pairs outside [16 lo, 16 hi) are zero and skipped.
+template <int HD, int MT, int NB, bool kPart>
+__device__ __forceinline__ void mma_px_m(float (&acc)[MT][Hd<HD>::ND][4],
+                                         const float (&p)[MT][NB][4], uint32_t x, int lo, int hi) {
+#pragma unroll
+  for (int kk = 0; kk < NB / 2; ++kk) {
+    if (kPart && (kk < lo || kk >= hi)) continue;
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      a[mt][0] = pack_bf16(p[mt][2 * kk][0], p[mt][2 * kk][1]);
+      a[mt][1] = pack_bf16(p[mt][2 * kk][2], p[mt][2 * kk][3]);
+      a[mt][2] = pack_bf16(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
+      a[mt][3] = pack_bf16(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int dn = 0; dn < Hd<HD>::ND; dn += 2) {
+      uint32_t f[4];
+      ldsm4t(f, x + kk * 16 * Hd<HD>::kRow + dn * 16);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma(acc[mt][dn], a[mt], f[0], f[1]);
+        mma(acc[mt][dn + 1], a[mt], f[2], f[3]);
+      }
+    }
+  }
+}
+template <int HD, int NB, bool kPart>
+__device__ __forceinline__ void mma_px(float (&acc)[Hd<HD>::ND][4], const float (&p)[NB][4],
+                                       uint32_t x, int lo, int hi) {
+  mma_px_m<HD, 1, NB, kPart>(reinterpret_cast<float(&)[1][Hd<HD>::ND][4]>(acc),
+                             reinterpret_cast<const float(&)[1][NB][4]>(p), x, lo, hi);
+}
+
+// dst[i, :HD] = mul * acc for the lane's rows i0 (elements 0, 1) and i0 + 8 (2, 3) below T.
+template <int HD>
+__device__ void store_rows(const float (&acc)[Hd<HD>::ND][4], float* __restrict__ dst, int64_t ld,
+                           int64_t i0, int64_t T, float mul0, float mul1) {
+  const int c = 2 * (threadIdx.x % 4);
+#pragma unroll
+  for (int dn = 0; dn < Hd<HD>::ND; ++dn) {
+    if (i0 < T)
+      *reinterpret_cast<float2*>(dst + i0 * ld + dn * 8 + c) =
+          make_float2(acc[dn][0] * mul0, acc[dn][1] * mul0);
+    if (i0 + 8 < T)
+      *reinterpret_cast<float2*>(dst + (i0 + 8) * ld + dn * 8 + c) =
+          make_float2(acc[dn][2] * mul1, acc[dn][3] * mul1);
+  }
+}
+
+// Block `blk` of `nblk` as (tile, head, batch), ordered so that the heaviest tiles of every
 // (head, batch) start first and the light ones fill the tail.
 struct Work {
   int64_t tile;
   int h, b;
 };
-__device__ Work decode(int heads, int64_t ntiles, bool last_heaviest) {
-  const int64_t per = int64_t(gridDim.x) / ntiles;  // heads * B
-  const int64_t t = int64_t(blockIdx.x) / per, rest = int64_t(blockIdx.x) % per;
+__device__ Work decode(int64_t blk, int64_t nblk, int heads, int64_t ntiles, bool last_heaviest) {
+  const int64_t per = nblk / ntiles;  // heads * B
+  const int64_t t = blk / per, rest = blk % per;
   return {last_heaviest ? ntiles - 1 - t : t, int(rest % heads), int(rest / heads)};
 }
 
-// Rows [r0, r0 + 64) of one head (fp32, row stride ld; zeros from row T on) -> bf16 s[64][LD].
-template <int HD>
-__device__ void stage(bf16* s, const float* __restrict__ src, int64_t ld, int64_t r0, int64_t T) {
-  constexpr int V = HD / 4;  // float4 per row
-  static_assert(kRows * V % kTcThreads == 0, "whole float4 rounds per thread");
-  // A fixed trip count, so that several loads are in flight per thread.
-#pragma unroll 8
-  for (int k = 0; k < kRows * V / kTcThreads; ++k) {
-    const int e = threadIdx.x + k * kTcThreads, r = e / V, d = (e % V) * 4;
-    const float4 x = r0 + r < T ? *reinterpret_cast<const float4*>(src + (r0 + r) * ld + d)
-                                : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    __nv_bfloat162* p = reinterpret_cast<__nv_bfloat162*>(s + r * Tc<HD>::LD + d);
-    p[0] = __floats2bfloat162_rn(x.x, x.y);
-    p[1] = __floats2bfloat162_rn(x.z, x.w);
-  }
-}
+// ---------------------------------------------------------------- input passes
 
-// acc[n] = A B^T for sub-tiles n in [n0, n1): A is the warp's 16 rows (fragments a), B^T the
-// 16-row sub-tiles of staged tile x; each result is stored to scratch column 16 n.
-template <int HD>
-__device__ void scores(const FragA (&a)[Tc<HD>::KD], const bf16* x, int n0, int n1, float* sw) {
-  for (int n = n0; n < n1; ++n) {
-    Acc s;
-    wmma::fill_fragment(s, 0.0f);
-#pragma unroll
-    for (int kk = 0; kk < Tc<HD>::KD; ++kk) {
-      FragBt b;
-      wmma::load_matrix_sync(b, x + n * kSub * Tc<HD>::LD + kk * kSub, Tc<HD>::LD);
-      wmma::mma_sync(s, a[kk], b, s);
+// dst[r, c] = bf16(src[r, col0 + c]) for c < ncols (a multiple of 8): 8 values per thread.
+__global__ void to_bf16_cols_kernel(const float* __restrict__ src, int64_t ld, int64_t col0,
+                                    int64_t ncols, int64_t rows, bf16* __restrict__ dst) {
+  const int64_t chunks = ncols / 8;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+    for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < chunks;
+         c += int64_t(gridDim.x) * blockDim.x) {
+      const float4* s = reinterpret_cast<const float4*>(src + r * ld + col0 + c * 8);
+      const float4 x = s[0], y = s[1];
+      *reinterpret_cast<uint4*>(dst + r * ncols + c * 8) = make_uint4(
+          pack_bf16(x.x, x.y), pack_bf16(x.z, x.w), pack_bf16(y.x, y.y), pack_bf16(y.z, y.w));
     }
-    wmma::store_matrix_sync(sw + n * kSub, s, kLdS, wmma::mem_row_major);
-  }
 }
 
-template <int HD>
-__device__ void load_rows(FragA (&a)[Tc<HD>::KD], const bf16* x) {  // the warp's 16 rows
-#pragma unroll
-  for (int kk = 0; kk < Tc<HD>::KD; ++kk) wmma::load_matrix_sync(a[kk], x + kk * kSub, Tc<HD>::LD);
+void to_bf16_cols(const float* src, int64_t ld, int64_t col0, int64_t ncols, int64_t rows,
+                  bf16* dst, cudaStream_t st) {
+  constexpr int kT = 128;
+  const int64_t chunks = ncols / 8;
+  const dim3 grid(unsigned(std::min<int64_t>((chunks + kT - 1) / kT, 65535)),
+                  unsigned(std::min<int64_t>(rows, 65535)));
+  to_bf16_cols_kernel<<<grid, kT, 0, st>>>(src, ld, col0, ncols, rows, dst);
+  AUTOTP_LAUNCHED("to_bf16_cols_kernel");
 }
 
-// acc[n] += W X over sub-tiles m in [m0, m1): W is the warp's bf16 weights [16][kLdP], X a
-// staged tile (its rows m are the contraction).
-template <int HD>
-__device__ void accumulate(Acc (&acc)[Tc<HD>::KD], const bf16* w, const bf16* x, int m0, int m1) {
-  for (int m = m0; m < m1; ++m) {
-    FragA a;
-    wmma::load_matrix_sync(a, w + m * kSub, kLdP);
-#pragma unroll
-    for (int n = 0; n < Tc<HD>::KD; ++n) {
-      FragB b;
-      wmma::load_matrix_sync(b, x + m * kSub * Tc<HD>::LD + n * kSub, Tc<HD>::LD);
-      wmma::mma_sync(acc[n], a, b, acc[n]);
+// dout16 = bf16(dout) and D[b, h, i] = sum_d dO O over each head. A warp takes 32 float4 of a
+// row (one per lane); a head is hd / 4 adjacent lanes, summed by shuffles in a fixed order.
+__global__ void attn_prep_dout_kernel(const float* __restrict__ dout, const float* __restrict__ out,
+                                      Heads g, int64_t rows, bf16* __restrict__ dout16,
+                                      float* __restrict__ D) {
+  const int lane = threadIdx.x % 32, L = g.hd / 4;  // L divides 32 (hd <= 128)
+  const int64_t ldo = g.ldo(), chunks = ldo / 4, per_row = (chunks + 31) / 32;
+  const int64_t warps = int64_t(gridDim.x) * blockDim.x / 32;
+  for (int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; w < rows * per_row;
+       w += warps) {
+    const int64_t row = w / per_row, c = (w % per_row) * 32 + lane;
+    float acc = 0.0f;
+    if (c < chunks) {
+      const float4 x = reinterpret_cast<const float4*>(dout + row * ldo)[c];
+      const float4 y = reinterpret_cast<const float4*>(out + row * ldo)[c];
+      acc = x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+      reinterpret_cast<uint2*>(dout16 + row * ldo)[c] =
+          make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
     }
+    for (int off = L / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (c < chunks && lane % L == 0) D[g.stat(int(row / g.T), int(c / L)) + row % g.T] = acc;
   }
 }
 
+// ---------------------------------------------------------------- forward
+
+// The forward's arguments: Q comes from qkv (fp32), K and V from kv16: [B T, 2 nkv hd] bf16,
+// rows [k heads | v heads].
+struct Fwd {
+  const float* qkv;
+  const bf16* kv16;
+  Heads g;
+  float scale;
+  float* out;
+  float* lse;
+};
+
+// A block: 4 warps of 32 query rows each (two row tiles of 16 sharing each K and V fragment:
+// half the shared-memory reads per mma of 16-row warps, and twice the independent mma chains).
+constexpr int kFwdWarps = 4, kFwdMt = 2;
+
+// Shared memory: Q [16 MT W] rows, K and V [2][kBc] rows each.
 template <int HD>
-__device__ void zero(Acc (&acc)[Tc<HD>::KD]) {
-#pragma unroll
-  for (int n = 0; n < Tc<HD>::KD; ++n) wmma::fill_fragment(acc[n], 0.0f);
+constexpr size_t forward_smem() {
+  return Hd<HD>::kRow * (16 * kFwdMt * kFwdWarps + 4 * kBc);
 }
 
-// acc[n] row r *= f[r], where row_of gives each accumulator element's row (see the forward).
+// 16 MT W query rows of one (batch, head), streaming the key tiles up to the diagonal.
 template <int HD>
-__device__ void rescale_rows(Acc (&acc)[Tc<HD>::KD], const float* f,
-                             const int (&row_of)[Acc::num_elements]) {
-  float fe[Acc::num_elements];  // one shared-memory read per element slot, not per fragment
-#pragma unroll
-  for (int e = 0; e < Acc::num_elements; ++e) fe[e] = f[row_of[e]];
-#pragma unroll
-  for (int n = 0; n < Tc<HD>::KD; ++n)
-#pragma unroll
-    for (int e = 0; e < Acc::num_elements; ++e) acc[n].x[e] *= fe[e];
-}
-
-// dst[row0 + r, :HD] = mul * acc (rows < T), through the warp's scratch 64 columns at a time.
-template <int HD>
-__device__ void write_rows(Acc (&acc)[Tc<HD>::KD], float* sw, float* __restrict__ dst, int64_t ld,
-                           int64_t row0, int64_t T, float mul) {
-  const int lane = threadIdx.x % 32;
-  constexpr int kCols = HD < kRows ? HD : kRows;
-#pragma unroll
-  for (int n0 = 0; n0 < Tc<HD>::KD; n0 += kCols / kSub) {
-    __syncwarp();
-#pragma unroll
-    for (int n = n0; n < n0 + kCols / kSub; ++n)
-      wmma::store_matrix_sync(sw + (n - n0) * kSub, acc[n], kLdS, wmma::mem_row_major);
-    __syncwarp();
-    for (int e = lane; e < kSub * kCols; e += 32) {
-      const int r = e / kCols, c = e % kCols;
-      if (row0 + r < T) dst[(row0 + r) * ld + n0 * kSub + c] = sw[r * kLdS + c] * mul;
-    }
-  }
-  __syncwarp();
-}
-
-template <int HD>
-__global__ void __launch_bounds__(kTcThreads)
-    attn_forward_tc_kernel(const float* __restrict__ qkv, Heads g, float scale,
-                           float* __restrict__ out, float* __restrict__ lse) {
-  using C = Tc<HD>;
+__global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
+  using C = Hd<HD>;
+  constexpr int W = kFwdWarps, MT = kFwdMt, BC = kBc, WR = 16 * MT, BR = WR * W, NT = 32 * W;
+  constexpr int NB = BC / 8;
   extern __shared__ __align__(128) unsigned char smem[];
-  const ForwardSmem<HD> sm(smem);
-  bf16 *Ks = sm.tile[0], *Vs = sm.tile[1];
-  // Q is only read into registers, so it is staged in the score scratch: 62 KB in all at hd 128,
-  // three blocks per SM.
-  static_assert(Tc<HD>::kTileBytes <= kScoreBytes, "Q tile must fit the score scratch");
-  bf16* Qs = reinterpret_cast<bf16*>(sm.S);
+  const uint32_t Qs = smem_u32(smem), Ks = Qs + BR * C::kRow, Vs = Ks + 2 * BC * C::kRow;
 
-  const int64_t T = g.T, ntiles = (T + kRows - 1) / kRows;
-  const Work w = decode(g.nq, ntiles, true);
-  const int64_t q0 = w.tile * kRows;
-  const int h = w.h, b = w.b, kvh = g.kv_of(h);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
-  float* sw = sm.S + warp * kSub * kLdS;
-  bf16* pw = sm.w[0] + warp * kSub * kLdP;
-  float* rw = sm.rows + warp * kSub;
-  const int64_t row0 = q0 + warp * kSub, i = row0 + r, last = min(row0 + kSub - 1, T - 1);
+  const Heads& g = a.g;
+  const float scale = a.scale;
+  const int64_t T = g.T, ldkv = int64_t(2) * g.nkv * HD;
+  const Work w = decode(blockIdx.x, gridDim.x, g.nq, (T + BR - 1) / BR, true);
+  const int64_t q0 = w.tile * BR;
+  const int kvh = g.kv_of(w.h), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // The lane's rows: i0 + 16 mt and i0 + 16 mt + 8; its columns c0, c0 + 1 of each n-tile.
+  const int64_t row0 = q0 + WR * warp, i0 = row0 + lane / 4;
+  const int c0 = 2 * (lane % 4);
+  const bf16* kg = a.kv16 + w.b * T * ldkv + kvh * HD;
+  const bf16* vg = kg + g.nkv * HD;
 
-  stage<HD>(Qs, qkv + g.q(b, h), g.ld(), q0, T);
-  __syncthreads();
-  FragA qf[C::KD];
-  load_rows<HD>(qf, Qs + warp * kSub * C::LD);
-  __syncthreads();  // every warp holds its Q: the scratch is free
+  auto load_kv = [&](int kt) {
+    const uint32_t off = (kt & 1) * BC * C::kRow;
+    load_tile<HD, BC, NT>(Ks + off, kg, ldkv, int64_t(kt) * BC, T, threadIdx.x);
+    load_tile<HD, BC, NT>(Vs + off, vg, ldkv, int64_t(kt) * BC, T, threadIdx.x);
+  };
+  load_kv(0);
+  cp_commit();
+  load_tile_f32<HD, BR, NT>(reinterpret_cast<bf16*>(smem), a.qkv + g.q(w.b, w.h), g.ld(), q0, T);
 
-  // The accumulator's element order is unspecified: learn each element's row by loading a
-  // matrix whose entries are their row index, so that O can be rescaled row-wise in registers.
-  for (int e = lane; e < kSub * kSub; e += 32) sw[(e / kSub) * kLdS + e % kSub] = float(e / kSub);
-  __syncwarp();
-  Acc probe;
-  wmma::load_matrix_sync(probe, sw, kLdS, wmma::mem_row_major);
-  int row_of[Acc::num_elements];
+  const uint32_t qa = Qs + WR * warp * C::kRow + off_a<HD>(lane);
+  float o[MT][C::ND][4] = {};
+  float m[MT][2], l[MT][2] = {};  // per row: raw-score max, partial sum (this lane's columns)
 #pragma unroll
-  for (int e = 0; e < Acc::num_elements; ++e) row_of[e] = int(probe.x[e]);
-  Acc o[C::KD];
-  zero<HD>(o);
-  float m = -INFINITY, l = 0.0f;
+  for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY;
+  const float sl2 = scale * kLog2e;  // p = 2^(s sl2 - m sl2) = e^(scale (s - m))
 
-  // Key 0 is unmasked for every row (padding rows included), so m is finite after tile 0.
-  const int64_t kend = min(T, q0 + kRows);
-  for (int64_t k0 = 0; k0 < kend; k0 += kRows) {
-    __syncthreads();  // the previous K, V are no longer read
-    stage<HD>(Ks, qkv + g.k(b, kvh), g.ld(), k0, T);
-    stage<HD>(Vs, qkv + g.v(b, kvh), g.ld(), k0, T);
-    __syncthreads();
-    // Sub-tiles of 16 keys up to the warp's last (valid) row; last >= k0 always.
-    const int nsub = int(min(int64_t(kRows / kSub), (max(last, k0) - k0) / kSub + 1));
-    scores<HD>(qf, Ks, 0, nsub, sw);
-    __syncwarp();
-    float s[kRows / 2], mx = -INFINITY;
+  // Key tiles up to the block's last row; key 0 is unmasked for every row, so m is finite
+  // from tile 0 on (which no warp skips).
+  const int nk = int((min(T, q0 + BR) + BC - 1) / BC);
+  pipeline(
+      nk, load_kv,
+      [&](int kt) {
+        const int64_t k0 = int64_t(kt) * BC;
+        if (k0 > row0 + WR - 1) return;  // every key of the tile is after the warp's rows
+        const uint32_t kt_s = Ks + (kt & 1) * BC * C::kRow, vt_s = Vs + (kt & 1) * BC * C::kRow;
+        const int rel = int(k0 - i0);  // in the diagonal tile: key c of the tile is i0 + rel + c
+        with_part(k0 + BC - 1 > row0, [&](auto part) {
+          constexpr bool kPart = decltype(part)::value;
+          // Column pairs up to the warp's last row.
+          const int hi = kPart ? min(NB / 2, (int(row0 - k0) + WR - 1) / 16 + 1) : NB / 2;
+          float s[MT][NB][4] = {};
+          mma_abt_m<HD, MT, NB, kPart>(
+              s,
+              [&](int mt, int kd, uint32_t(&a)[4]) { ldsm4(a, qa + mt * 16 * C::kRow + kd * 32); },
+              kt_s + off_b<HD>(lane), 0, hi);
+          if constexpr (kPart) {  // mask keys j > i
 #pragma unroll
-    for (int cc = 0; cc < kRows / 2; ++cc) {
-      const int c = 2 * cc + half;
-      const int64_t j = k0 + c;
-      s[cc] = (j <= i && j < T) ? sw[r * kLdS + c] * scale : -INFINITY;
-      mx = fmaxf(mx, s[cc]);
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                  if (rel + nb * 8 + c0 + (e & 1) > 16 * mt + 8 * (e >> 1))
+                    s[mt][nb][e] = -INFINITY;
+          }
+          // Online softmax per row (mt, r) (elements 2 r, 2 r + 1 of s[mt]). O is rescaled only
+          // when some row's max grew (else every alpha is exactly 1).
+          float alpha[MT][2];
+          bool grew = false;
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              float mx = m[mt][r];
+#pragma unroll
+              for (int nb = 0; nb < NB; ++nb)
+                mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+              mx = quad_max(mx);
+              grew |= mx > m[mt][r];
+              alpha[mt][r] = ex2((m[mt][r] - mx) * sl2);  // 0 while m = -inf
+              m[mt][r] = mx;
+              const float nm = mx * sl2;
+              float sum = 0.0f;
+#pragma unroll
+              for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int e = 2 * r; e < 2 * r + 2; ++e) {
+                  s[mt][nb][e] = ex2(fmaf(s[mt][nb][e], sl2, -nm));
+                  sum += s[mt][nb][e];
+                }
+              l[mt][r] = l[mt][r] * alpha[mt][r] + sum;
+            }
+          if (__any_sync(0xffffffffu, grew)) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int dn = 0; dn < C::ND; ++dn)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) o[mt][dn][e] *= alpha[mt][e >> 1];
+          }
+          mma_px_m<HD, MT, NB, kPart>(o, s, vt_s + off_a<HD>(lane), 0, hi);
+        });
+      },
+      [] { __syncthreads(); });
+
+  float* L = a.lse + g.stat(w.b, w.h);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int64_t i = i0 + 16 * mt;
+    const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
+    store_rows<HD>(o[mt], a.out + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
+    if (lane % 4 == 0) {
+      if (i < T) L[i] = m[mt][0] * scale + logf(l0);
+      if (i + 8 < T) L[i + 8] = m[mt][1] * scale + logf(l1);
     }
-    const float mn = fmaxf(m, fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1)));
-    const float alpha = __expf(m - mn);  // 0 on the first tile (m = -inf)
-    float sum = 0.0f;
-#pragma unroll
-    for (int cc = 0; cc < kRows / 2; ++cc) {
-      const float p = __expf(s[cc] - mn);  // masked: exp(-inf) = 0
-      pw[r * kLdP + 2 * cc + half] = __float2bfloat16(p);
-      sum += p;
-    }
-    l = l * alpha + sum + __shfl_xor_sync(0xffffffffu, sum, 1);
-    m = mn;
-    if (half == 0) rw[r] = alpha;
-    __syncwarp();
-    rescale_rows<HD>(o, rw, row_of);
-    accumulate<HD>(o, pw, Vs, 0, nsub);
   }
-  __syncwarp();
-  if (half == 0) {
-    rw[r] = 1.0f / l;
-    if (i < T) lse[g.stat(b, h) + i] = m + logf(l);
-  }
-  __syncwarp();
-  rescale_rows<HD>(o, rw, row_of);
-  write_rows<HD>(o, sw, out + g.o(b, h), g.ldo(), row0, T, 1.0f);
 }
 
-// dQ for 64 query rows of one (batch, head), streaming the key tiles up to the diagonal.
+// ---------------------------------------------------------------- backward
+
+// The backward's arguments: bf16 copies of qkv and dout, the saved lse, D.
+struct Bwd {
+  const bf16* qkv;
+  const bf16* dout;
+  const float* lse;
+  const float* D;
+  Heads g;
+  float scale;
+  float* dqkv;
+};
+
+// One block shape for both parts of the backward: 8 warps.
+constexpr int kBwdThreads = 256;
+constexpr int kDqRows = 128;  // query rows of a dQ block (16 per warp)
+constexpr int kDkvRows = 64;  // key rows of a dK/dV block (16 per warp of each warp group)
+constexpr int kGroup = 128;   // threads of a dK/dV warp group
+
+// Shared memory of dQ: Q and dO [kDqRows] each, K and V [2][kBc] each.
 template <int HD>
-__global__ void __launch_bounds__(kTcThreads)
-    attn_backward_dq_tc_kernel(const float* __restrict__ dout, const float* __restrict__ qkv,
-                               const float* __restrict__ lse, const float* __restrict__ D, Heads g,
-                               float scale, float* __restrict__ dqkv) {
-  using C = Tc<HD>;
-  extern __shared__ __align__(128) unsigned char smem[];
-  const DqSmem<HD> sm(smem);
-  bf16 *Qs = sm.tile[0], *dOs = sm.tile[1], *Ks = sm.tile[2], *Vs = sm.tile[3];
-
-  const int64_t T = g.T, ntiles = (T + kRows - 1) / kRows;
-  const Work w = decode(g.nq, ntiles, true);
-  const int64_t q0 = w.tile * kRows;
-  const int h = w.h, b = w.b, kvh = g.kv_of(h);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
-  float* sw = sm.S + warp * kSub * kLdS;
-  bf16* dsw = sm.w[0] + warp * kSub * kLdP;
-  const int64_t row0 = q0 + warp * kSub, i = row0 + r, last = min(row0 + kSub - 1, T - 1);
-  const float Li = i < T ? lse[g.stat(b, h) + i] : 0.0f, Di = i < T ? D[g.stat(b, h) + i] : 0.0f;
-
-  stage<HD>(Qs, qkv + g.q(b, h), g.ld(), q0, T);
-  stage<HD>(dOs, dout + g.o(b, h), g.ldo(), q0, T);
-  __syncthreads();
-  FragA qf[C::KD], df[C::KD];
-  load_rows<HD>(qf, Qs + warp * kSub * C::LD);
-  load_rows<HD>(df, dOs + warp * kSub * C::LD);
-  Acc dq[C::KD];
-  zero<HD>(dq);
-
-  const int64_t kend = min(T, q0 + kRows);
-  for (int64_t k0 = 0; k0 < kend; k0 += kRows) {
-    __syncthreads();
-    stage<HD>(Ks, qkv + g.k(b, kvh), g.ld(), k0, T);
-    stage<HD>(Vs, qkv + g.v(b, kvh), g.ld(), k0, T);
-    __syncthreads();
-    const int nsub = int(min(int64_t(kRows / kSub), (max(last, k0) - k0) / kSub + 1));
-    scores<HD>(qf, Ks, 0, nsub, sw);  // q_i . k_j
-    __syncwarp();
-    float p[kRows / 2];
-#pragma unroll
-    for (int cc = 0; cc < kRows / 2; ++cc) {
-      const int64_t j = k0 + 2 * cc + half;
-      p[cc] = (j <= i && j < T && i < T) ? __expf(sw[r * kLdS + 2 * cc + half] * scale - Li) : 0.0f;
-    }
-    __syncwarp();
-    scores<HD>(df, Vs, 0, nsub, sw);  // dO_i . v_j
-    __syncwarp();
-#pragma unroll
-    for (int cc = 0; cc < kRows / 2; ++cc) {
-      // The mask (not p == 0) selects: sub-tiles past nsub hold stale scratch.
-      const int64_t j = k0 + 2 * cc + half;
-      const float ds =
-          (j <= i && j < T && i < T) ? p[cc] * (sw[r * kLdS + 2 * cc + half] - Di) : 0.0f;
-      dsw[r * kLdP + 2 * cc + half] = __float2bfloat16(ds);
-    }
-    __syncwarp();
-    accumulate<HD>(dq, dsw, Ks, 0, nsub);
-  }
-  write_rows<HD>(dq, sw, dqkv + g.q(b, h), g.ld(), row0, T, scale);
+constexpr size_t dq_smem() {
+  return Hd<HD>::kRow * (2 * kDqRows + 4 * kBc);
 }
 
-// dK, dV for 64 key rows of one (batch, kv head): the query heads of its group and the query
-// tiles from the diagonal on stream past.
+// dQ for kDqRows query rows of one (batch, head), streaming the key tiles up to the diagonal.
 template <int HD>
-__global__ void __launch_bounds__(kTcThreads)
-    attn_backward_dkv_tc_kernel(const float* __restrict__ dout, const float* __restrict__ qkv,
-                                const float* __restrict__ lse, const float* __restrict__ D, Heads g,
-                                float scale, float* __restrict__ dqkv) {
-  using C = Tc<HD>;
-  extern __shared__ __align__(128) unsigned char smem[];
-  const DkvSmem<HD> sm(smem);
-  bf16 *Ks = sm.tile[0], *Vs = sm.tile[1], *Qs = sm.tile[2], *dOs = sm.tile[3];
-  float *Ls = sm.rows, *Ds = sm.rows + kRows;
+__device__ __forceinline__ void dq_block(unsigned char* smem, int64_t blk, int64_t nblk,
+                                         const Bwd& a) {
+  using C = Hd<HD>;
+  constexpr int BR = kDqRows, NT = kBwdThreads, NB = kBc / 8;
+  const uint32_t Qs = smem_u32(smem), dOs = Qs + BR * C::kRow, Ks = dOs + BR * C::kRow;
+  const uint32_t Vs = Ks + 2 * kBc * C::kRow;
 
-  const int64_t T = g.T, ntiles = (T + kRows - 1) / kRows;
-  const Work w = decode(g.nkv, ntiles, false);  // the first key tiles see the most queries
-  const int64_t k0 = w.tile * kRows;
-  const int kvh = w.h, b = w.b, group = g.nq / g.nkv;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
-  float* sw = sm.S + warp * kSub * kLdS;
-  bf16* pw = sm.w[0] + warp * kSub * kLdP;
-  bf16* dsw = sm.w[1] + warp * kSub * kLdP;
-  const int64_t row0 = k0 + warp * kSub, j = row0 + r;
+  const Heads& g = a.g;
+  const int64_t T = g.T, ld = g.ld();
+  const Work w = decode(blk, nblk, g.nq, (T + BR - 1) / BR, true);
+  const int64_t q0 = w.tile * BR;
+  const int kvh = g.kv_of(w.h), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row0 = q0 + 16 * warp, i0 = row0 + lane / 4;
+  const int c0 = 2 * (lane % 4);
+  const bf16 *kg = a.qkv + g.k(w.b, kvh), *vg = a.qkv + g.v(w.b, kvh);
 
-  stage<HD>(Ks, qkv + g.k(b, kvh), g.ld(), k0, T);
-  stage<HD>(Vs, qkv + g.v(b, kvh), g.ld(), k0, T);
+  auto load_kv = [&](int kt) {
+    const uint32_t off = (kt & 1) * kBc * C::kRow;
+    load_tile<HD, kBc, NT>(Ks + off, kg, ld, int64_t(kt) * kBc, T, threadIdx.x);
+    load_tile<HD, kBc, NT>(Vs + off, vg, ld, int64_t(kt) * kBc, T, threadIdx.x);
+  };
+  load_tile<HD, BR, NT>(Qs, a.qkv + g.q(w.b, w.h), ld, q0, T, threadIdx.x);
+  load_tile<HD, BR, NT>(dOs, a.dout + g.o(w.b, w.h), g.ldo(), q0, T, threadIdx.x);
+  load_kv(0);
+  cp_commit();
+
+  // Row statistics of rows i0, i0 + 8 (padding rows: any finite value, their dS is 0 as their
+  // dO is; they are not written).
+  const float* Lg = a.lse + g.stat(w.b, w.h);
+  const float* Dg = a.D + g.stat(w.b, w.h);
+  const float nl[2] = {i0 < T ? -Lg[i0] * kLog2e : 0.0f, i0 + 8 < T ? -Lg[i0 + 8] * kLog2e : 0.0f};
+  const float Dr[2] = {i0 < T ? Dg[i0] : 0.0f, i0 + 8 < T ? Dg[i0 + 8] : 0.0f};
+  const uint32_t qa = Qs + 16 * warp * C::kRow + off_a<HD>(lane);
+  const uint32_t da = dOs + 16 * warp * C::kRow + off_a<HD>(lane);
+  const float sl2 = a.scale * kLog2e;
+  float dq[C::ND][4] = {};
+
+  const int nk = int((min(T, q0 + BR) + kBc - 1) / kBc);
+  pipeline(
+      nk, load_kv,
+      [&](int kt) {
+        const int64_t k0 = int64_t(kt) * kBc;
+        if (k0 > row0 + 15) return;
+        const uint32_t kt_s = Ks + (kt & 1) * kBc * C::kRow, vt_s = Vs + (kt & 1) * kBc * C::kRow;
+        const int rel = int(k0 - i0);
+        with_part(k0 + kBc - 1 > row0, [&](auto part) {
+          constexpr bool kPart = decltype(part)::value;
+          const int hi = kPart ? min(NB / 2, (int(row0 - k0) + 15) / 16 + 1) : NB / 2;
+          float s[NB][4] = {}, dp[NB][4] = {};
+          mma_abt<HD, NB, kPart>(
+              s, [&](int kd, uint32_t(&f)[4]) { ldsm4(f, qa + kd * 32); }, kt_s + off_b<HD>(lane),
+              0, hi);
+          mma_abt<HD, NB, kPart>(
+              dp, [&](int kd, uint32_t(&f)[4]) { ldsm4(f, da + kd * 32); }, vt_s + off_b<HD>(lane),
+              0, hi);
+#pragma unroll
+          for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = e >> 1;
+              float p = ex2(fmaf(s[nb][e], sl2, nl[r]));  // P = e^(scale s - lse)
+              if (kPart && rel + nb * 8 + c0 + (e & 1) > 8 * r) p = 0.0f;
+              s[nb][e] = p * (dp[nb][e] - Dr[r]);  // dS
+            }
+          mma_px<HD, NB, kPart>(dq, s, kt_s + off_a<HD>(lane), 0, hi);  // dQ += dS K
+        });
+      },
+      [] { __syncthreads(); });
+  store_rows<HD>(dq, a.dqkv + g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
+}
+
+// Shared memory of dK/dV: K and V [kDkvRows] each, then per warp group Q and dO [2][BQ] each,
+// lse and D [2][BQ] each.
+template <int HD, int BQ>
+__host__ __device__ constexpr size_t dkv_group_smem() {
+  return Hd<HD>::kRow * 4 * BQ + sizeof(float) * 4 * BQ;
+}
+template <int HD, int BQ>
+constexpr size_t dkv_smem() {
+  return Hd<HD>::kRow * 2 * kDkvRows + 2 * dkv_group_smem<HD, BQ>();
+}
+
+// dK, dV for kDkvRows key rows of one (batch, kv head): the query heads of its group and their
+// query tiles (BQ rows) from the diagonal on stream past, the even steps through warp group 0
+// and the odd ones through group 1 (each warp of a group owns 16 keys), whose sums are added
+// at the end (in a fixed order).
+template <int HD, int BQ>
+__device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int64_t nblk,
+                                          const Bwd& a) {
+  using C = Hd<HD>;
+  constexpr int BK = kDkvRows, NB = BQ / 8;
+  const int gi = threadIdx.x / kGroup, t = threadIdx.x % kGroup;  // warp group, its thread
+  const uint32_t Ks = smem_u32(smem), Vs = Ks + BK * C::kRow;
+  const uint32_t gbase = 2 * BK * C::kRow + gi * dkv_group_smem<HD, BQ>();  // byte offset
+  const uint32_t Qs = Ks + gbase, dOs = Qs + 2 * BQ * C::kRow;              // [2][BQ] each
+  const uint32_t Ls = dOs + 2 * BQ * C::kRow, Ds = Ls + 2 * BQ * 4;         // [2][BQ] each
+  const float* Lp = reinterpret_cast<const float*>(smem + gbase + 4 * BQ * C::kRow);
+  const float* Dp = Lp + 2 * BQ;
+
+  const Heads& g = a.g;
+  const int64_t T = g.T, ld = g.ld();
+  const Work w = decode(blk, nblk, g.nkv, (T + BK - 1) / BK, false);  // first tiles see most
+  const int64_t k0 = w.tile * BK;
+  const int kvh = w.h, group = g.nq / g.nkv, warp = t / 32, lane = threadIdx.x % 32;
+  const int64_t row0 = k0 + 16 * warp, j0 = row0 + lane / 4;  // the lane's keys: j0, j0 + 8
+  const int c0 = 2 * (lane % 4);
+
+  // Step it: query head kvh * group + it / nqt, query tile qs + (it % nqt) BQ, where qs is the
+  // first tile holding queries >= k0. Group gi takes steps it = gi + 2 n, n < ng.
+  const int64_t qs = k0 / BQ * BQ;
+  const int nqt = int((T - qs + BQ - 1) / BQ), ng = (group * nqt - gi + 1) / 2;
+  auto load_q = [&](int n) {
+    const int it = gi + 2 * n, h = kvh * group + it / nqt;
+    const int64_t q0 = qs + int64_t(it % nqt) * BQ;
+    const uint32_t buf = n & 1;
+    load_tile<HD, BQ, kGroup>(Qs + buf * BQ * C::kRow, a.qkv + g.q(w.b, h), ld, q0, T, t);
+    load_tile<HD, BQ, kGroup>(dOs + buf * BQ * C::kRow, a.dout + g.o(w.b, h), g.ldo(), q0, T, t);
+    load_vec<BQ, kGroup>(Ls + buf * BQ * 4, a.lse + g.stat(w.b, h), q0, T, t);
+    load_vec<BQ, kGroup>(Ds + buf * BQ * 4, a.D + g.stat(w.b, h), q0, T, t);
+  };
+  load_tile<HD, BK, kBwdThreads>(Ks, a.qkv + g.k(w.b, kvh), ld, k0, T, threadIdx.x);
+  load_tile<HD, BK, kBwdThreads>(Vs, a.qkv + g.v(w.b, kvh), ld, k0, T, threadIdx.x);
+  if (ng > 0) load_q(0);
+  cp_commit();
+  cp_wait<0>();
+  __syncthreads();  // K and V came from both groups
+
   // K and V rows are re-read from shared memory per use: holding them in registers as well as
   // both accumulators would spill at hd 128.
-  const bf16* kw = Ks + warp * kSub * C::LD;
-  const bf16* vw = Vs + warp * kSub * C::LD;
-  Acc dk[C::KD], dv[C::KD];
-  zero<HD>(dk);
-  zero<HD>(dv);
+  const uint32_t ka = Ks + 16 * warp * C::kRow + off_a<HD>(lane);
+  const uint32_t va = Vs + 16 * warp * C::kRow + off_a<HD>(lane);
+  const float sl2 = a.scale * kLog2e;
+  float dk[C::ND][4] = {}, dv[C::ND][4] = {};
 
-  for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
-    for (int64_t q0 = k0; q0 < T; q0 += kRows) {
-      __syncthreads();
-      stage<HD>(Qs, qkv + g.q(b, h), g.ld(), q0, T);
-      stage<HD>(dOs, dout + g.o(b, h), g.ldo(), q0, T);
-      for (int e = threadIdx.x; e < kRows; e += kTcThreads) {
-        Ls[e] = q0 + e < T ? lse[g.stat(b, h) + q0 + e] : 0.0f;
-        Ds[e] = q0 + e < T ? D[g.stat(b, h) + q0 + e] : 0.0f;
-      }
-      __syncthreads();
-      // Query sub-tiles that see any of the warp's keys (i >= row0) and exist (i < T).
-      const int m0 = q0 == k0 ? warp : 0;
-      const int m1 = int(min(int64_t(kRows / kSub), (T - q0 + kSub - 1) / kSub));
-      {
-        FragA a[C::KD];
-        load_rows<HD>(a, kw);
-        scores<HD>(a, Qs, m0, m1, sw);  // k_j . q_i
-      }
-      __syncwarp();
-      float p[kRows / 2];
+  pipeline(
+      ng, load_q,
+      [&](int n) {
+        const int it = gi + 2 * n;
+        const int64_t q0 = qs + int64_t(it % nqt) * BQ;
+        if (q0 + BQ - 1 < row0) return;  // every query of the tile is before the warp's keys
+        const uint32_t buf = n & 1;
+        const uint32_t qt_s = Qs + buf * BQ * C::kRow, dot_s = dOs + buf * BQ * C::kRow;
+        const float* Lt = Lp + buf * BQ;
+        const float* Dt = Dp + buf * BQ;
+        const int rel = int(q0 - j0);  // query c of the tile is j0 + rel + c
+        with_part(q0 < row0 + 15 || q0 + BQ > T, [&](auto part) {  // some j > i, or i >= T
+          constexpr bool kPart = decltype(part)::value;
+          // Column pairs from the warp's first key on.
+          const int lo = kPart && row0 > q0 ? int(row0 - q0) / 16 : 0;
+          const int valid = int(min(int64_t(BQ), T - q0));  // columns below T
+          float p[NB][4] = {};                              // S^T, then P^T
+          mma_abt<HD, NB, kPart>(
+              p, [&](int kd, uint32_t(&f)[4]) { ldsm4(f, ka + kd * 32); }, qt_s + off_b<HD>(lane),
+              lo, NB / 2);
 #pragma unroll
-      for (int cc = 0; cc < kRows / 2; ++cc) {
-        const int c = 2 * cc + half;
-        const int64_t i = q0 + c;
-        p[cc] = (j <= i && i < T) ? __expf(sw[r * kLdS + c] * scale - Ls[c]) : 0.0f;
-        pw[r * kLdP + c] = __float2bfloat16(p[cc]);
-      }
-      __syncwarp();
-      {
-        FragA a[C::KD];
-        load_rows<HD>(a, vw);
-        scores<HD>(a, dOs, m0, m1, sw);  // v_j . dO_i
-      }
-      __syncwarp();
+          for (int nb = 0; nb < NB; ++nb) {
+            const float2 L = *reinterpret_cast<const float2*>(Lt + nb * 8 + c0);
 #pragma unroll
-      for (int cc = 0; cc < kRows / 2; ++cc) {
-        const int c = 2 * cc + half;
-        const int64_t i = q0 + c;
-        const float ds = (j <= i && i < T) ? p[cc] * (sw[r * kLdS + c] - Ds[c]) : 0.0f;
-        dsw[r * kLdP + c] = __float2bfloat16(ds);
-      }
-      __syncwarp();
-      accumulate<HD>(dv, pw, dOs, m0, m1);
-      accumulate<HD>(dk, dsw, Qs, m0, m1);
+            for (int e = 0; e < 4; ++e) {
+              const float x = ex2(fmaf(p[nb][e], sl2, -(e & 1 ? L.y : L.x) * kLog2e));
+              const int c = nb * 8 + c0 + (e & 1);
+              p[nb][e] = kPart && (8 * (e >> 1) > rel + c || c >= valid) ? 0.0f : x;
+            }
+          }
+          float ds[NB][4] = {};  // dP^T, then dS^T
+          mma_abt<HD, NB, kPart>(
+              ds, [&](int kd, uint32_t(&f)[4]) { ldsm4(f, va + kd * 32); }, dot_s + off_b<HD>(lane),
+              lo, NB / 2);
+#pragma unroll
+          for (int nb = 0; nb < NB; ++nb) {
+            const float2 Dv = *reinterpret_cast<const float2*>(Dt + nb * 8 + c0);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) ds[nb][e] = p[nb][e] * (ds[nb][e] - (e & 1 ? Dv.y : Dv.x));
+          }
+          mma_px<HD, NB, kPart>(dv, p, dot_s + off_a<HD>(lane), lo, NB / 2);  // dV += P^T dO
+          mma_px<HD, NB, kPart>(dk, ds, qt_s + off_a<HD>(lane), lo, NB / 2);  // dK += dS^T Q
+        });
+      },
+      [&] { group_sync<kGroup>(gi); });
+
+  // Group 1 hands its sums to group 0 through the (now idle) Q / dO buffers, element k of
+  // thread t at [k][t] (conflict-free).
+  constexpr int E = C::ND * 4;
+  static_assert(2 * E * kGroup * sizeof(float) <= 2 * dkv_group_smem<HD, BQ>(), "exchange fits");
+  float* xch = reinterpret_cast<float*>(smem + 2 * BK * C::kRow);
+  __syncthreads();
+  if (gi == 1) {
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      xch[k * kGroup + t] = dk[k / 4][k % 4];
+      xch[(E + k) * kGroup + t] = dv[k / 4][k % 4];
     }
   }
-  write_rows<HD>(dk, sw, dqkv + g.k(b, kvh), g.ld(), row0, T, scale);
-  write_rows<HD>(dv, sw, dqkv + g.v(b, kvh), g.ld(), row0, T, 1.0f);
+  __syncthreads();
+  if (gi == 0) {
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      dk[k / 4][k % 4] += xch[k * kGroup + t];
+      dv[k / 4][k % 4] += xch[(E + k) * kGroup + t];
+    }
+    store_rows<HD>(dk, a.dqkv + g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
+    store_rows<HD>(dv, a.dqkv + g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
+  }
 }
 
-// Blocks of the 1-D grid: row tiles x heads x batch.
-unsigned blocks(const Heads& g, int64_t heads, int64_t B) {
-  const int64_t n = (g.T + kRows - 1) / kRows * heads * B;
+// One launch for both: the dK/dV blocks (the longest, a whole group of heads each) come first,
+// and the dQ blocks fill the SMs that their tail leaves idle.
+template <int HD, int BQ>
+__global__ void __launch_bounds__(kBwdThreads)
+    attn_backward_mma(Bwd a, unsigned n_dkv, unsigned n_dq) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  if (blockIdx.x < n_dkv)
+    dkv_block<HD, BQ>(smem, blockIdx.x, n_dkv, a);
+  else
+    dq_block<HD>(smem, blockIdx.x - n_dkv, n_dq, a);
+}
+
+// ---------------------------------------------------------------- launches
+
+// Blocks of one kernel's part of the grid: row tiles x heads x batch.
+int64_t blocks(int64_t T, int rows, int64_t heads, int64_t B) {
+  return (T + rows - 1) / rows * heads * B;
+}
+unsigned grid_size(int64_t n) {
   check(n <= INT32_MAX, "cuda attention: ", n, " blocks exceed the grid size");
   return unsigned(n);
 }
 
 template <int HD>
-void forward_hd(const float* qkv, const Heads& g, int64_t B, cudaStream_t st, float* out,
-                float* lse) {
-  allow_smem(attn_forward_tc_kernel<HD>, ForwardSmem<HD>::kBytes,
-             "cudaFuncSetAttribute(attn_forward_tc_kernel)");
-  attn_forward_tc_kernel<HD><<<blocks(g, g.nq, B), kTcThreads, ForwardSmem<HD>::kBytes, st>>>(
-      qkv, g, 1.0f / sqrtf(float(HD)), out, lse);
-  AUTOTP_LAUNCHED("attn_forward_tc_kernel");
+void forward_hd(const Fwd& a, int64_t B, cudaStream_t st) {
+  constexpr size_t smem = forward_smem<HD>();
+  allow_smem(attn_forward_mma<HD>, smem, "cudaFuncSetAttribute(attn_forward_mma)");
+  attn_forward_mma<HD>
+      <<<grid_size(blocks(a.g.T, 16 * kFwdMt * kFwdWarps, a.g.nq, B)), 32 * kFwdWarps, smem, st>>>(
+          a);
+  AUTOTP_LAUNCHED("attn_forward_mma");
 }
 
+// Query rows per dK/dV step.
+constexpr int kDkvBq = 64;
+
 template <int HD>
-void backward_hd(const float* dout, const float* qkv, const float* lse, const float* D,
-                 const Heads& g, int64_t B, cudaStream_t st, float* dqkv) {
-  const float scale = 1.0f / sqrtf(float(HD));
-  allow_smem(attn_backward_dq_tc_kernel<HD>, DqSmem<HD>::kBytes,
-             "cudaFuncSetAttribute(attn_backward_dq_tc_kernel)");
-  allow_smem(attn_backward_dkv_tc_kernel<HD>, DkvSmem<HD>::kBytes,
-             "cudaFuncSetAttribute(attn_backward_dkv_tc_kernel)");
-  // dK/dV first: its blocks are the longest (a whole group of heads each).
-  attn_backward_dkv_tc_kernel<HD><<<blocks(g, g.nkv, B), kTcThreads, DkvSmem<HD>::kBytes, st>>>(
-      dout, qkv, lse, D, g, scale, dqkv);
-  AUTOTP_LAUNCHED("attn_backward_dkv_tc_kernel");
-  attn_backward_dq_tc_kernel<HD><<<blocks(g, g.nq, B), kTcThreads, DqSmem<HD>::kBytes, st>>>(
-      dout, qkv, lse, D, g, scale, dqkv);
-  AUTOTP_LAUNCHED("attn_backward_dq_tc_kernel");
+void backward_hd(const Bwd& a, int64_t B, cudaStream_t st) {
+  constexpr size_t smem = std::max(dkv_smem<HD, kDkvBq>(), dq_smem<HD>());
+  const int64_t n_dkv = blocks(a.g.T, kDkvRows, a.g.nkv, B);
+  const int64_t n_dq = blocks(a.g.T, kDqRows, a.g.nq, B);
+  auto kernel = attn_backward_mma<HD, kDkvBq>;
+  allow_smem(kernel, smem, "cudaFuncSetAttribute(attn_backward_mma)");
+  kernel<<<grid_size(n_dkv + n_dq), kBwdThreads, smem, st>>>(a, unsigned(n_dkv), unsigned(n_dq));
+  AUTOTP_LAUNCHED("attn_backward_mma");
 }
 
 using TcDims = HeadDims<16, 32, 64, 128>;
@@ -455,26 +782,43 @@ bool aligned16(const void* p) {
 
 }  // namespace
 
-bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* c) {
+bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* c, const void* d) {
   // Read per call (cheap next to a launch) so that a test can time both paths in one process.
   return std::getenv("AUTOTP_ATTN_FP32") == nullptr && with_head_dim(TcDims{}, hd, [](auto) {}) &&
-         aligned16(a) && aligned16(b) && aligned16(c);
+         aligned16(a) && aligned16(b) && aligned16(c) && aligned16(d);
+}
+
+size_t tc_attention_scratch_bytes(const Heads& g, int64_t B, bool backward) {
+  // Forward: the K and V columns; backward: all of qkv, then dout.
+  const int64_t cols = backward ? g.ld() + g.ldo() : int64_t(2) * g.nkv * g.hd;
+  return sizeof(bf16) * size_t(B * g.T) * size_t(cols);
 }
 
 void tc_attention_forward(const float* qkv, const Heads& g, int64_t B, cudaStream_t stream,
-                          float* out, float* lse) {
-  check(with_head_dim(TcDims{}, g.hd,
-                      [&](auto c) { forward_hd<decltype(c)::value>(qkv, g, B, stream, out, lse); }),
-        "cuda attention: no tensor-core kernel for head_dim ", g.hd);
+                          void* scratch, float* out, float* lse) {
+  bf16* kv16 = static_cast<bf16*>(scratch);
+  to_bf16_cols(qkv, g.ld(), int64_t(g.nq) * g.hd, int64_t(2) * g.nkv * g.hd, B * g.T, kv16, stream);
+  const Fwd a{qkv, kv16, g, 1.0f / sqrtf(float(g.hd)), out, lse};
+  check(
+      with_head_dim(TcDims{}, g.hd, [&](auto c) { forward_hd<decltype(c)::value>(a, B, stream); }),
+      "cuda attention: no tensor-core kernel for head_dim ", g.hd);
 }
 
-void tc_attention_backward(const float* dout, const float* qkv, const float* lse, const float* D,
-                           const Heads& g, int64_t B, cudaStream_t stream, float* dqkv) {
-  check(with_head_dim(TcDims{}, g.hd,
-                      [&](auto c) {
-                        backward_hd<decltype(c)::value>(dout, qkv, lse, D, g, B, stream, dqkv);
-                      }),
-        "cuda attention: no tensor-core kernel for head_dim ", g.hd);
+void tc_attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
+                           float* D, const Heads& g, int64_t B, cudaStream_t stream, void* scratch,
+                           float* dqkv) {
+  // qkv then dout; both parts start 16-byte aligned (ld, ldo are multiples of 16).
+  bf16* qkv16 = static_cast<bf16*>(scratch);
+  bf16* dout16 = qkv16 + B * g.T * g.ld();
+  to_bf16_cols(qkv, g.ld(), 0, g.ld(), B * g.T, qkv16, stream);
+  const size_t warps = size_t(B * g.T) * size_t((g.ldo() / 4 + 31) / 32);
+  attn_prep_dout_kernel<<<grid_for(warps * 32), kThreads, 0, stream>>>(dout, out, g, B * g.T,
+                                                                       dout16, D);
+  AUTOTP_LAUNCHED("attn_prep_dout_kernel");
+  const Bwd a{qkv16, dout16, lse, D, g, 1.0f / sqrtf(float(g.hd)), dqkv};
+  check(
+      with_head_dim(TcDims{}, g.hd, [&](auto c) { backward_hd<decltype(c)::value>(a, B, stream); }),
+      "cuda attention: no tensor-core kernel for head_dim ", g.hd);
 }
 
 }  // namespace autotp::cuda
