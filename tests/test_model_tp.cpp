@@ -243,9 +243,10 @@ TEST(ModelTP, TiedPlansMatchTp1) {
   check_all_tp(true);
 }
 
-// The lm_head and cross-entropy over chunks of rows (5 and 5 and 2 of the 12, or one row at a
-// time) give the one-chunk loss, logits and gradients, for every lm_head split and TP degree.
-TEST(ModelTP, ChunkedLogitsMatchOneChunk) {
+// f(cfg, plan, group, tag, &replicas_equal) for tied and untied configs, every plan case and
+// TP 1, 2, 4 (groups of consecutive ranks); checks that replicated shards stayed equal.
+template <typename F>
+void for_each_case(F&& f) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   for (bool tied : {false, true}) {
@@ -256,56 +257,53 @@ TEST(ModelTP, ChunkedLogitsMatchOneChunk) {
         MPI_Comm_split(MPI_COMM_WORLD, rank / int(tp), rank, &group);
         PartitionPlan plan = pc.make(cfg, tp);
         bool replicas_equal = true;
-        const Result one = run(cfg, plan, group, &replicas_equal);
-        for (int64_t rows : {5, 1}) {
-          const std::string what = pc.name + (tied ? " tied" : " untied") +
-                                   " tp=" + std::to_string(tp) + " chunk=" + std::to_string(rows);
-          Result r = run(cfg, plan, group, &replicas_equal, rows);
-          EXPECT_NEAR(r.loss, one.loss, 1e-6 * std::fabs(one.loss)) << what;
-          EXPECT_LT(rel_err(r.logits, one.logits), 1e-6) << what << " logits";
-          for (auto& [name, g] : one.grads)
-            EXPECT_LT(rel_err(r.grads.at(name), g), 1e-6) << what << " gradient of " << name;
-        }
-        EXPECT_TRUE(replicas_equal) << pc.name << " tp=" << tp;
+        const std::string tag =
+            pc.name + (tied ? " tied" : " untied") + " tp=" + std::to_string(tp);
+        f(cfg, plan, group, int(tp), tag, &replicas_equal);
+        EXPECT_TRUE(replicas_equal) << tag;
         MPI_Comm_free(&group);
       }
     }
   }
 }
 
+// The lm_head and cross-entropy over chunks of rows (5 and 5 and 2 of the 12, or one row at a
+// time) give the one-chunk loss, logits and gradients, for every lm_head split and TP degree.
+TEST(ModelTP, ChunkedLogitsMatchOneChunk) {
+  for_each_case([](const ModelConfig& cfg, const PartitionPlan& plan, MPI_Comm group, int,
+                   const std::string& tag, bool* replicas_equal) {
+    const Result one = run(cfg, plan, group, replicas_equal);
+    for (int64_t rows : {5, 1}) {
+      const std::string what = tag + " chunk=" + std::to_string(rows);
+      Result r = run(cfg, plan, group, replicas_equal, rows);
+      EXPECT_NEAR(r.loss, one.loss, 1e-6 * std::fabs(one.loss)) << what;
+      EXPECT_LT(rel_err(r.logits, one.logits), 1e-6) << what << " logits";
+      for (auto& [name, g] : one.grads)
+        EXPECT_LT(rel_err(r.grads.at(name), g), 1e-6) << what << " gradient of " << name;
+    }
+  });
+}
+
 // forward_backward() is forward() + backward() in one call: the same loss and gradients, for
 // every plan, TP degree and chunking (bit for bit on one rank, where no all-reduce's summation
 // order can differ between per-chunk and whole-batch messages).
 TEST(ModelTP, ForwardBackwardEqualsForwardThenBackward) {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  for (bool tied : {false, true}) {
-    ModelConfig cfg = test::tiny_config(tied, 0.2, 8, 4);
-    for (const PlanCase& pc : plan_cases()) {
-      for (int64_t tp : {1, 2, 4}) {
-        MPI_Comm group;
-        MPI_Comm_split(MPI_COMM_WORLD, rank / int(tp), rank, &group);
-        PartitionPlan plan = pc.make(cfg, tp);
-        bool replicas_equal = true;
-        for (int64_t rows : {0, 5}) {
-          const std::string what = pc.name + (tied ? " tied" : " untied") +
-                                   " tp=" + std::to_string(tp) + " chunk=" + std::to_string(rows);
-          const Result two = run(cfg, plan, group, &replicas_equal, rows);
-          const Result one = run(cfg, plan, group, &replicas_equal, rows, true);
-          if (tp == 1) {
-            EXPECT_EQ(one.loss, two.loss) << what;
-            for (auto& [name, g] : two.grads) EXPECT_EQ(one.grads.at(name), g) << what << name;
-          } else {
-            EXPECT_NEAR(one.loss, two.loss, 1e-6 * std::fabs(two.loss)) << what;
-            for (auto& [name, g] : two.grads)
-              EXPECT_LT(rel_err(one.grads.at(name), g), 1e-6) << what << " gradient of " << name;
-          }
-        }
-        EXPECT_TRUE(replicas_equal) << pc.name << " tp=" << tp;
-        MPI_Comm_free(&group);
+  for_each_case([](const ModelConfig& cfg, const PartitionPlan& plan, MPI_Comm group, int tp,
+                   const std::string& tag, bool* replicas_equal) {
+    for (int64_t rows : {0, 5}) {
+      const std::string what = tag + " chunk=" + std::to_string(rows);
+      const Result two = run(cfg, plan, group, replicas_equal, rows);
+      const Result one = run(cfg, plan, group, replicas_equal, rows, true);
+      if (tp == 1) {
+        EXPECT_EQ(one.loss, two.loss) << what;
+        for (auto& [name, g] : two.grads) EXPECT_EQ(one.grads.at(name), g) << what << name;
+      } else {
+        EXPECT_NEAR(one.loss, two.loss, 1e-6 * std::fabs(two.loss)) << what;
+        for (auto& [name, g] : two.grads)
+          EXPECT_LT(rel_err(one.grads.at(name), g), 1e-6) << what << " gradient of " << name;
       }
     }
-  }
+  });
 }
 
 // The default: the fewest equal chunks of at most kLogitsChunkBytes of fp32 logits (the local
