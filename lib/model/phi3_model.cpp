@@ -336,8 +336,9 @@ float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, i
   if (!targets) return 0.0f;  // gather_logits() computes the logits
   const int64_t N = int64_t(B) * T;
   for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
-    chunk_logits(r0, std::min(chunk_, N - r0));
-    chunk_loss_stats(r0, std::min(chunk_, N - r0), false);
+    const int64_t rows = std::min(chunk_, N - r0);
+    chunk_logits(r0, rows);
+    chunk_loss_stats(r0, rows, false);
   }
   if (vocab_parallel_ce_) tg_.all_reduce_sum(ce_ + N, size_t(2 * N));  // s and z together
   return loss_from_stats(targets);
@@ -556,15 +557,17 @@ void Phi3Model::backward_layers() {
   }
 
   // dres = dL/d(embedding output), full on every rank.
-  if (compute && embed_split_ == EmbedSplit::Hidden) {
-    // Backward of the all-gather: this rank's columns of the full gradient.
-    tg_.slice(embed_layout_, dres_, N, H_, sc_d1_);
-    be_.embedding_backward(ids_, N, sc_d1_, embed_dim_, embed_blocks_, config_.pad_token_id,
-                           G + embed_off_);
-  } else if (compute) {
-    // Vocab-parallel: the all-reduce's backward is the identity (dres is full everywhere).
-    be_.embedding_backward(ids_, N, dres_, embed_dim_, embed_blocks_, config_.pad_token_id,
-                           G + embed_off_);
+  if (compute) {
+    if (embed_split_ == EmbedSplit::Hidden) {
+      // Backward of the all-gather: this rank's columns of the full gradient.
+      tg_.slice(embed_layout_, dres_, N, H_, sc_d1_);
+      be_.embedding_backward(ids_, N, sc_d1_, embed_dim_, embed_blocks_, config_.pad_token_id,
+                             G + embed_off_);
+    } else {
+      // Vocab-parallel: the all-reduce's backward is the identity (dres is full everywhere).
+      be_.embedding_backward(ids_, N, dres_, embed_dim_, embed_blocks_, config_.pad_token_id,
+                             G + embed_off_);
+    }
   }
   // The embedding (and, tied, the lm_head) comes first in the layout: [0, first layer).
   ready(0, layers_.empty() ? norm_off_ : layers_.front().lo);

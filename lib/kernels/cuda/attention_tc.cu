@@ -776,16 +776,12 @@ void backward_hd(const Bwd& a, int64_t B, cudaStream_t st) {
 
 using TcDims = HeadDims<16, 32, 64, 128>;
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
 }  // namespace
 
 bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* c, const void* d) {
   // Read per call (cheap next to a launch) so that a test can time both paths in one process.
   return std::getenv("AUTOTP_ATTN_FP32") == nullptr && with_head_dim(TcDims{}, hd, [](auto) {}) &&
-         aligned16(a) && aligned16(b) && aligned16(c) && aligned16(d);
+         aligned16(a, b, c, d);
 }
 
 size_t tc_attention_scratch_bytes(const Heads& g, int64_t B, bool backward) {

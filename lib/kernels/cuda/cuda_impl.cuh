@@ -28,6 +28,11 @@ void check_cublas(cublasStatus_t s, const char* call, const char* file, int line
   ::autotp::cuda::check_cuda(cudaGetLastError(), "launch of " name, __FILE__, __LINE__)
 
 constexpr int kThreads = 256;
+// Whether every pointer is 16-byte aligned: the condition for float4 / cp.async paths.
+template <typename... P>
+bool aligned16(const P*... p) {
+  return ((reinterpret_cast<uintptr_t>(p) % 16 == 0) && ...);
+}
 // Blocks for a grid-stride loop over n items: enough to fill an H100, never a huge grid.
 inline unsigned grid_for(size_t n, int threads = kThreads) {
   size_t b = (n + size_t(threads) - 1) / size_t(threads);

@@ -67,10 +67,6 @@ __global__ void adamw4_kernel(float4* p, float4* m, float4* v, const float4* g, 
   }
 }
 
-bool aligned16(const void* x) {
-  return reinterpret_cast<uintptr_t>(x) % 16 == 0;
-}
-
 // Per-block partial sums of x^2 in double; a second pass adds the partials in a fixed order,
 // so the result is deterministic.
 constexpr unsigned kSumBlocks = 1024;
@@ -102,7 +98,7 @@ void CudaBackendImpl::adamw(float* p, float* m, float* v, const float* g, size_t
   __nv_bfloat16* sh = shadow_of(p, n);
   if (sh) shadow_fresh_ += n;
   size_t done = 0;
-  if (aligned16(p) && aligned16(m) && aligned16(v) && aligned16(g) && n >= 4) {
+  if (aligned16(p, m, v, g) && n >= 4) {
     const size_t n4 = n / 4;
     adamw4_kernel<<<grid_for(n4), kThreads, 0, stream_>>>(
         reinterpret_cast<float4*>(p), reinterpret_cast<float4*>(m), reinterpret_cast<float4*>(v),

@@ -64,10 +64,6 @@ __global__ void swiglu_backward_kernel(const float* dout, const float* gu, int64
   }
 }
 
-bool vec4(int64_t I, const void* a, const void* b) {
-  return I % 4 == 0 && reinterpret_cast<uintptr_t>(a) % 16 == 0 &&
-         reinterpret_cast<uintptr_t>(b) % 16 == 0;
-}
 unsigned row_blocks(int64_t N) {
   return unsigned(std::min<int64_t>(N, 65535));
 }
@@ -76,7 +72,7 @@ unsigned row_blocks(int64_t N) {
 void CudaBackendImpl::swiglu_forward(const float* gu, int64_t N, int64_t I, float* out) {
   if (N <= 0 || I <= 0) return;
   Timed t(*this, "swiglu");
-  if (vec4(I, gu, out))
+  if (I % 4 == 0 && aligned16(gu, out))
     swiglu_forward_kernel<float4><<<row_blocks(N), kThreads, 0, stream_>>>(gu, N, I, out);
   else
     swiglu_forward_kernel<float><<<row_blocks(N), kThreads, 0, stream_>>>(gu, N, I, out);
@@ -87,7 +83,7 @@ void CudaBackendImpl::swiglu_backward(const float* dout, const float* gu, int64_
                                       float* dgu) {
   if (N <= 0 || I <= 0) return;
   Timed t(*this, "swiglu");
-  if (vec4(I, gu, dgu) && reinterpret_cast<uintptr_t>(dout) % 16 == 0)
+  if (I % 4 == 0 && aligned16(gu, dgu, dout))
     swiglu_backward_kernel<float4><<<row_blocks(N), kThreads, 0, stream_>>>(dout, gu, N, I, dgu);
   else
     swiglu_backward_kernel<float><<<row_blocks(N), kThreads, 0, stream_>>>(dout, gu, N, I, dgu);
