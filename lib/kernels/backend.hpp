@@ -11,6 +11,9 @@
 // - Row-major everywhere. N = number of tokens (B*T rows), rows of an activation are tokens.
 // - "accumulate" and the backward ops' parameter gradients add into their outputs (+=), so
 //   that gradient accumulation and tied weights need no extra buffers.
+// - Ops whose output often feeds a GEMM and nothing else take a `Use` (below), so that a
+//   backend computing GEMMs on narrower operands can write that operand directly instead of
+//   writing fp32 and converting it again before the GEMM.
 // - The Comm (dist/comm.hpp) is called by the model on these same buffers: a backend is paired
 //   with a Comm that can address its memory (host MPI for the CPU backend).
 #include <cstddef>
@@ -36,6 +39,16 @@ struct AdamWStep {
   float bc2_sqrt = 1.0f, eps = 1e-8f;
   float neg_step_size = 0.0f;  // -lr / bc1
 };
+
+// Who reads an op's output.
+//   Any:  anything, any number of times: the output is fp32 as each op says.
+//   Gemm: only the next matmul or linear_backward_gemms that takes it as an operand (A, B, dy
+//         or x), once, and nothing writes the buffer in between. A backend whose GEMMs read
+//         bf16 (CUDA) then writes only the bf16 copy that GEMM reads, leaving the fp32 contents
+//         unspecified: 2 bytes written per element instead of 4 written, 4 read and 2 written
+//         again by the conversion. The CPU backend writes fp32 either way. Any later write into
+//         the buffer, by any op, makes it an ordinary fp32 buffer again.
+enum class Use { Any, Gemm };
 
 class Backend {
  public:
@@ -90,16 +103,19 @@ class Backend {
   // ---- RMSNorm (x, out [N,H]; w [H]; rstd [N]) ----
   // out = (x * rstd) * w with rstd = 1/sqrt(mean(x^2) + eps); saves rstd.
   virtual void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t H, float eps,
-                               float* out, float* rstd) = 0;
+                               float* out, float* rstd, Use use) = 0;
   // dx += d(out)/dx^T dout, dw += sum over rows of dout * x * rstd.
   virtual void rmsnorm_backward(const float* dout, const float* x, const float* w,
                                 const float* rstd, int64_t N, int64_t H, float* dx, float* dw) = 0;
-  // The residual add fused with the norm that follows it: residual += x, then
-  // rmsnorm_forward(residual). One pass over memory on a GPU; these two calls elsewhere.
-  virtual void add_rmsnorm_forward(const float* x, float* residual, const float* w, int64_t N,
-                                   int64_t H, float eps, float* out, float* rstd) {
-    add(x, residual, size_t(N * H));
-    rmsnorm_forward(residual, w, N, H, eps, out, rstd);
+  // The residual add fused with the norm that follows it: sum = residual + x (sum may be
+  // residual itself), then out = rmsnorm_forward(sum). One pass over memory on a GPU, and no
+  // copy of the residual stream when sum is a new buffer; these calls elsewhere.
+  virtual void add_rmsnorm_forward(const float* x, const float* residual, float* sum,
+                                   const float* w, int64_t N, int64_t H, float eps, float* out,
+                                   float* rstd, Use use) {
+    if (sum != residual) copy(residual, sum, size_t(N * H) * sizeof(float));
+    add(x, sum, size_t(N * H));
+    rmsnorm_forward(sum, w, N, H, eps, out, rstd, use);
   }
 
   // ---- rotary embedding, in place on n_heads consecutive heads of each row ----
@@ -125,24 +141,27 @@ class Backend {
                                   int64_t hd, float* dqkv) = 0;
 
   // ---- SwiGLU: gu [N, 2I] per row [gate | up]; out [N, I] = up * silu(gate) ----
-  virtual void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out) = 0;
-  virtual void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I,
-                               float* dgu) = 0;  // dgu overwritten
+  virtual void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out, Use use) = 0;
+  virtual void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I, float* dgu,
+                               Use use) = 0;  // dgu overwritten
 
   // ---- cross-entropy over (possibly vocab-parallel) logits [N, V] (V = local columns) ----
-  // Stage 1: m[n] = max_v logits[n, v].      (the model then all-reduces max over TP)
-  virtual void ce_max(const float* logits, int64_t N, int64_t V, float* m) = 0;
-  // Stage 2: s[n] = sum_v exp(logits[n, v] - m[n]); z[n] = logits[n, col of target] when a
-  // block holds targets[n], else 0.           (the model then all-reduces s and z over TP)
-  // Loss of row n = log(s) + m - z, ignored where targets[n] == ignore_index.
-  virtual void ce_sumexp(const float* logits, int64_t N, int64_t V, const float* m,
-                         const int32_t* targets, const std::vector<VocabBlock>& blocks, float* s,
-                         float* z) = 0;
+  // Stage 1, one pass over each row: m[n] = max_v logits[n, v], s[n] = sum_v exp(logits[n, v]
+  // - m[n]) over this rank's columns; z[n] = logits[n, col of target] when a block holds
+  // targets[n], else 0. Loss of row n = log(s) + m - z (after stage 2 under vocab parallelism),
+  // ignored where targets[n] == ignore_index.
+  virtual void ce_stats(const float* logits, int64_t N, int64_t V, const int32_t* targets,
+                        const std::vector<VocabBlock>& blocks, float* m, float* s, float* z) = 0;
+  // Stage 2, vocab-parallel only, once the model has all-reduced the max of m over TP into mg:
+  // s[n] *= exp(m[n] - mg[n]), so that the TP sum of s is sum over all columns of exp(l - mg).
+  // (The model then all-reduces s and z.)
+  virtual void ce_rescale(const float* m, const float* mg, int64_t N, float* s) = 0;
   // Stage 3, in place: logits <- scale * (softmax - onehot(target)), rows with an ignored
-  // target <- 0. softmax = exp(logits - m) / s with the global m and s.
+  // target <- 0. softmax = exp(logits - m) / s with the global m and s. Use::Gemm: the lm_head
+  // backward's GEMMs are its only readers.
   virtual void ce_backward(float* logits, int64_t N, int64_t V, const float* m, const float* s,
                            const int32_t* targets, const std::vector<VocabBlock>& blocks,
-                           int32_t ignore_index, float scale) = 0;
+                           int32_t ignore_index, float scale, Use use) = 0;
 
   // ---- optimizer (fp32 on every backend) ----
   // One AdamW update of n elements (optim/adamw.hpp has the math): p, m, v updated in place;
@@ -170,7 +189,7 @@ class Backend {
                           const std::vector<VocabBlock>& blocks, int64_t padding_idx,              \
                           float* dtable) override;                                                 \
   void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t H, float eps,            \
-                       float* out, float* rstd) override;                                          \
+                       float* out, float* rstd, Use use) override;                                 \
   void rmsnorm_backward(const float* dout, const float* x, const float* w, const float* rstd,      \
                         int64_t N, int64_t H, float* dx, float* dw) override;                      \
   void rope_forward(float* x, int64_t N, int64_t T, int64_t ld, int64_t n_heads, int64_t head_dim, \
@@ -183,16 +202,15 @@ class Backend {
   void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse, \
                           int64_t B, int64_t T, int64_t nq, int64_t nkv, int64_t hd, float* dqkv)  \
       override;                                                                                    \
-  void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out) override;                 \
-  void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I, float* dgu)       \
-      override;                                                                                    \
-  void ce_max(const float* logits, int64_t N, int64_t V, float* m) override;                       \
-  void ce_sumexp(const float* logits, int64_t N, int64_t V, const float* m,                        \
-                 const int32_t* targets, const std::vector<VocabBlock>& blocks, float* s,          \
-                 float* z) override;                                                               \
+  void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out, Use use) override;        \
+  void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I, float* dgu,       \
+                       Use use) override;                                                          \
+  void ce_stats(const float* logits, int64_t N, int64_t V, const int32_t* targets,                 \
+                const std::vector<VocabBlock>& blocks, float* m, float* s, float* z) override;     \
+  void ce_rescale(const float* m, const float* mg, int64_t N, float* s) override;                  \
   void ce_backward(float* logits, int64_t N, int64_t V, const float* m, const float* s,            \
                    const int32_t* targets, const std::vector<VocabBlock>& blocks,                  \
-                   int32_t ignore_index, float scale) override;                                    \
+                   int32_t ignore_index, float scale, Use use) override;                           \
   void adamw(float* p, float* m, float* v, const float* g, size_t n, const AdamWStep& s,           \
              bool decay, float grad_scale) override;                                               \
   double sum_squares(const float* x, size_t n) override;

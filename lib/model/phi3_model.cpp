@@ -21,6 +21,11 @@ std::vector<VocabBlock> blocks_of(const std::vector<std::pair<int64_t, int64_t>>
   return b;
 }
 
+// A site's input is read by its GEMM alone, once, unless the site converts it first.
+Use gemm_use(const LinearSite& s) {
+  return s.converts_input() ? Use::Any : Use::Gemm;
+}
+
 std::string layer_name(int64_t l, const char* what) {
   return "model.layers." + std::to_string(l) + "." + what;
 }
@@ -312,7 +317,7 @@ void Phi3Model::ensure_buffers(int B, int T) {
   rstdf_ = buf(N);
   lm_xin_ = xin(lm_head_);
   logits_ = buf(size_t(chunk * logits_width_));
-  ce_ = buf(3 * N);
+  ce_ = buf((vocab_parallel_ce_ ? 4 : 3) * N);
   auto maybe = [&](size_t n) { return n ? buf(n) : nullptr; };
   sc_y_ = maybe(need_y);
   sc_dy_ = maybe(need_dy);
@@ -403,9 +408,10 @@ void Phi3Model::forward_layers(const int32_t* inputs, const int32_t* targets, in
   // its residual add; only the first norm stands alone.
   const float eps = float(config_.rms_norm_eps);
   if (layers_.empty()) {
-    be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_);
+    be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_, Use::Any);
   } else {
-    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, ln_, acts_[0].rstd1);
+    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, ln_, acts_[0].rstd1,
+                        gemm_use(layers_[0].qkv));
   }
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
 
@@ -419,14 +425,22 @@ void Phi3Model::forward_layers(const int32_t* inputs, const int32_t* targets, in
 // rows at a time (only m and s of every row are kept for the backward):
 //   m = max over all ranks' columns;  s = sum over all columns of exp(l - m);
 //   z = the target's logit (from the one rank holding it);  loss_n = log(s) + m - z.
-// s and z are summed over TP per chunk when `reduce`, else by the caller for all rows at once.
+// Each rank reads its logits once for its own max m_r and sum s_r; with vocab parallelism
+// m = max_r m_r, and s = sum_r s_r exp(m_r - m) (ce_rescale, then an all-reduce). s and z are
+// summed over TP per chunk when `reduce`, else by the caller for all rows at once.
 void Phi3Model::chunk_loss_stats(int64_t r0, int64_t rows, bool reduce) {
   const int64_t N = int64_t(B_) * T_;
   float *m = ce_ + r0, *s = ce_ + N + r0, *z = ce_ + 2 * N + r0;
-  be_.ce_max(logits_, rows, logits_width_, m);
-  if (vocab_parallel_ce_) tg_.all_reduce_max(m, size_t(rows));
-  be_.ce_sumexp(logits_, rows, logits_width_, m, tgt_ + r0, logit_blocks_, s, z);
-  if (reduce && vocab_parallel_ce_) {
+  if (!vocab_parallel_ce_) {
+    be_.ce_stats(logits_, rows, logits_width_, tgt_ + r0, logit_blocks_, m, s, z);
+    return;
+  }
+  float* m_rank = ce_ + 3 * N + r0;
+  be_.ce_stats(logits_, rows, logits_width_, tgt_ + r0, logit_blocks_, m_rank, s, z);
+  be_.copy(m_rank, m, size_t(rows) * sizeof(float));
+  tg_.all_reduce_max(m, size_t(rows));
+  be_.ce_rescale(m_rank, m, rows, s);
+  if (reduce) {
     tg_.all_reduce_sum(s, size_t(rows));
     tg_.all_reduce_sum(z, size_t(rows));
   }
@@ -461,21 +475,23 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse);
   linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_);
-  be_.copy(x, a.mid, size_t(N * H_) * sizeof(float));
-  be_.add_rmsnorm_forward(sc_out_, a.mid, P + L.ln2, N, H_, eps, ln_, a.rstd2);
+  // mid = x + attn, and ln_ = rmsnorm(mid) for gate_up_proj
+  be_.add_rmsnorm_forward(sc_out_, x, a.mid, P + L.ln2, N, H_, eps, ln_, a.rstd2,
+                          gemm_use(L.gate_up));
 
   // out = h + down_proj(up * silu(gate)),  [gate | up] = gate_up_proj(rmsnorm(h))
   linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, ln_, N, a.gu_xin, sc_y_, a.sw_in);
-  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_);
+  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_, gemm_use(L.down));
   linear_forward(be_, tg_, L.down, P + L.down.w_offset, act_, N, a.down_xin, sc_y_, sc_out_);
-  float* out = res_[size_t(l) + 1];
-  be_.copy(a.mid, out, size_t(N * H_) * sizeof(float));
-  // ... and the norm of `out` that comes next: layer l + 1's ln1, or the final norm.
+  // out = mid + mlp, and the norm of `out` that comes next: layer l + 1's ln1 (read by its
+  // qkv_proj only), or the final norm (read by every logits chunk, and again in the backward).
   const bool last = size_t(l) + 1 == layers_.size();
   const size_t next_w = last ? norm_off_ : layers_[size_t(l) + 1].ln1;
   float* next_ln = last ? lnf_ : ln_;
   float* next_rstd = last ? rstdf_ : acts_[size_t(l) + 1].rstd1;
-  be_.add_rmsnorm_forward(sc_out_, out, P + next_w, N, H_, eps, next_ln, next_rstd);
+  const Use next_use = last ? Use::Any : gemm_use(layers_[size_t(l) + 1].qkv);
+  be_.add_rmsnorm_forward(sc_out_, a.mid, res_[size_t(l) + 1], P + next_w, N, H_, eps, next_ln,
+                          next_rstd, next_use);
 }
 
 void Phi3Model::chunk_logits(int64_t r0, int64_t rows) {
@@ -525,8 +541,10 @@ void Phi3Model::lm_head_backward(int64_t r0, int64_t rows, float grad_scale) {
   const int64_t in_w = lm_head_.converts_input() ? lm_head_.in_local(tg_.size()) : H_;
   const float* lm_in = lm_head_.converts_input() ? lm_xin_ : lnf_;
   held_chunk_ = -1;  // overwritten by its gradient
+  // The gradient goes only to the GEMMs of linear_backward, unless that converts it first.
   be_.ce_backward(logits_, rows, logits_width_, ce_ + r0, ce_ + N + r0, tgt_ + r0, logit_blocks_,
-                  kIgnoreIndex, grad_scale / float(num_targets_));
+                  kIgnoreIndex, grad_scale / float(num_targets_),
+                  lm_head_.converts_output() ? Use::Any : Use::Gemm);
   linear_backward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, grads_ + lm_head_.w_offset,
                   logits_, lm_in + r0 * in_w, rows, sc_dy_, sc_dx_, d_ln_ + r0 * H_);
 }
@@ -585,22 +603,26 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   // A GEMM input the forward did not keep (see LayerActs) is recomputed from what it kept:
   // the norm outputs from the residual stream (x, mid), the SwiGLU output from its input.
   const float eps = float(config_.rms_norm_eps);
+  // Recomputed inputs are read by the weight-gradient GEMM alone (Use::Gemm).
   auto norm_in = [&](const LinearSite& s, const float* xin, const float* x, size_t w, float* rstd) {
     if (s.converts_input()) return xin;
-    be_.rmsnorm_forward(x, P + w, N, H_, eps, ln_, rstd);
+    be_.rmsnorm_forward(x, P + w, N, H_, eps, ln_, rstd, Use::Gemm);
     return static_cast<const float*>(ln_);
   };
   const float* act = a.down_xin;
   if (!L.down.converts_input()) {
-    be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_);
+    be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_, Use::Gemm);
     act = act_;
   }
 
   linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, dres_, act, N, sc_dy_,
                   sc_dx_, sc_d1_);
-  be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_);
+  // d[gate | up] is gate_up_proj's dy, read by its GEMMs alone unless the site converts it.
+  be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
+                      L.gate_up.converts_output() ? Use::Any : Use::Gemm);
+  const float* gu_in = norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2);
   linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset, sc_d2_,
-                  norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2), N, sc_dy_, sc_dx_, d_ln_);
+                  gu_in, N, sc_dy_, sc_dx_, d_ln_);
   be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2);  // -> d(mid)
 
   linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, dres_,

@@ -176,7 +176,8 @@ class Phi3Model {
   float *cos_ = nullptr, *sin_ = nullptr;
   std::vector<float*> res_;  // residual stream: input of layer l, res_[L] = final hidden
   std::vector<LayerActs> acts_;
-  // logits_: one chunk [chunk_, logits_width_]; ce_: [max | sumexp | target logit] of all rows.
+  // logits_: one chunk [chunk_, logits_width_]; ce_: [max | sumexp | target logit] of all rows,
+  // then (vocab-parallel) [this rank's max].
   float *lnf_, *rstdf_, *lm_xin_, *logits_, *ce_;
   int64_t chunk_ = 0;        // rows per logits chunk
   int64_t held_chunk_ = -1;  // first row of the chunk whose forward logits logits_ holds

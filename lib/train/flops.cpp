@@ -27,7 +27,7 @@ StepTraffic estimate_traffic(const ModelConfig& mc, int64_t tokens_per_rank, int
   t.optimizer = 28.0 * double(state_numel) + (4.0 + 6.0) * double(local_params);
   const double per_token_layer = 2 * (2 * H + 3 * H) + 2 * 3 * H + 2 * 3 * H + 4 * qk + 8 * I;
   t.activations = act_bytes * n * (L * per_token_layer + 4 * H);
-  t.cross_entropy = act_bytes * n * V * 4;
+  t.cross_entropy = n * V * (2 * act_bytes + 2);
   return t;
 }
 

@@ -36,8 +36,9 @@ StepFlops count_step_flops(const ModelConfig& mc, int64_t seq_length, int64_t to
 //                  residual adds 2 x 3H forward and again backward, RoPE on q and k
 //                  2 x 2(q + kv) (forward + backward), SwiGLU 3I forward + 5I backward; plus
 //                  the embedding's row gather and scatter, 4H per token.
-//   cross_entropy: the logits [tokens, V] read by the max and the sum-of-exp passes and read
-//                  and written by the gradient pass: 4 accesses (a fused one-pass kernel needs 2).
+//   cross_entropy: the logits [tokens, V] read once for the max and the sum of exponentials
+//                  (one online pass) and once by the gradient pass, which writes the gradient
+//                  in bf16 for the lm_head's GEMMs (2 B).
 struct StepTraffic {
   double optimizer = 0, activations = 0, cross_entropy = 0;
   double total() const { return optimizer + activations + cross_entropy; }

@@ -35,6 +35,34 @@ def fmt(x, spec):
     return "n/a" if x is None or x != x else format(x, spec)
 
 
+def autotp_details(impl, a):
+    """The floor and the step breakdown of one autotp run."""
+    lines = []
+    if "floor" in a:
+        f = a["floor"]
+        lines.append(
+            "%s floor: GEMM %.1f ms at the measured %.4g TFLOP/s (backend matmul %d^3) / "
+            "%.1f ms at 782; attention (causal half) %.1f ms; memory-bound %.1f GB = %.1f ms "
+            "(fp32 activations) or %.1f GB = %.1f ms (bf16) at %.0f GB/s." % (
+                impl, f["gemm_ms"], f["gemm_tflops_measured"], f["gemm_n"], f["gemm_ms_at_782"],
+                f["attention_ms"], f["bytes_fp32_act"] / 1e9, f["memory_ms_fp32_act"],
+                f["bytes_bf16_act"] / 1e9, f["memory_ms_bf16_act"],
+                f["bandwidth_gbs_measured"]))
+    p = a.get("profile")
+    if p:
+        parts = ["%s %.1f" % (k, v) for k, v in p.get("phases_ms", {}).items()]
+        lines.append("%s profile (%d steps, synchronized, %.1f ms/step): phases ms: %s; "
+                     "communication %.1f ms." % (impl, p["steps"], p["step_ms"], ", ".join(parts),
+                                                 p["tp_comm_ms"] + p["dp_comm_ms"]))
+        if "summary_ms" in p:
+            lines.append("%s step breakdown ms: " % impl + ", ".join(
+                "%s %.1f" % (k, v) for k, v in p["summary_ms"].items()) + ".")
+        if "ops_ms" in p:
+            lines.append("%s GPU time per op category ms: " % impl + ", ".join(
+                "%s %.1f" % (k, v) for k, v in sorted(p["ops_ms"].items())) + ".")
+    return lines
+
+
 def case_table(case, runs):
     lines = ["### " + case, "",
              "| run | tokens/step | tokens/s | TFLOP/s | MFU | peak GiB | step ms | "
@@ -53,29 +81,8 @@ def case_table(case, runs):
             fmt(r["tflops"], ".1f"), fmt(100 * r["mfu"], ".1f") + "%",
             fmt(r["peak_mem_gib"], ".2f"), fmt(r["step_ms"], ".1f"), ratio))
     lines.append("")
-    a = runs.get("autotp", {})
-    if "floor" in a:
-        f = a["floor"]
-        lines.append(
-            "autotp floor: GEMM %.1f ms at the measured %.4g TFLOP/s (backend matmul %d^3) / "
-            "%.1f ms at 782; attention (causal half) %.1f ms; memory-bound %.1f GB = %.1f ms "
-            "(fp32 activations) or %.1f GB = %.1f ms (bf16) at %.0f GB/s." % (
-                f["gemm_ms"], f["gemm_tflops_measured"], f["gemm_n"], f["gemm_ms_at_782"],
-                f["attention_ms"], f["bytes_fp32_act"] / 1e9, f["memory_ms_fp32_act"],
-                f["bytes_bf16_act"] / 1e9, f["memory_ms_bf16_act"],
-                f["bandwidth_gbs_measured"]))
-    p = a.get("profile")
-    if p:
-        parts = ["%s %.1f" % (k, v) for k, v in p.get("phases_ms", {}).items()]
-        lines.append("autotp profile (%d steps, synchronized, %.1f ms/step): phases ms: %s; "
-                     "communication %.1f ms." % (p["steps"], p["step_ms"], ", ".join(parts),
-                                                 p["tp_comm_ms"] + p["dp_comm_ms"]))
-        if "summary_ms" in p:
-            lines.append("autotp step breakdown ms: " + ", ".join(
-                "%s %.1f" % (k, v) for k, v in p["summary_ms"].items()) + ".")
-        if "ops_ms" in p:
-            lines.append("autotp GPU time per op category ms: " + ", ".join(
-                "%s %.1f" % (k, v) for k, v in sorted(p["ops_ms"].items())) + ".")
+    for impl in sorted(i for i in runs if i.startswith("autotp")):
+        lines += autotp_details(impl, runs[impl])
     lines.append("")
     return lines
 

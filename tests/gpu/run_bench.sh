@@ -6,15 +6,21 @@
 #
 #   tests/gpu/run_bench.sh BUILD_DIR OUT_DIR
 #
-# Cases, most important first:
-#   1. 8 layers, seq 2048 x micro 4 (8192 tokens per step): autotp (with --profile), eager,
-#      compile -- the anchors.md runs.
-#   2. 8 layers, seq 512 x micro 16: the same three.
+# Cases:
+#   1. 8 layers, seq 2048 x micro 4 (8192 tokens per step): the anchors.md runs (autotp with
+#      --profile).
+#   2. 8 layers, seq 512 x micro 16.
 #   3. 32 layers (the full Phi-4-mini), seq 2048, micro 1, 2, 4, 8 tried in turn until one does
-#      not fit: autotp and eager (compile too when COMPILE_32=1: its warmup takes minutes).
-# About 7-8 minutes on an H100, most of it torch.compile's warmup. Environment: PYTHON (python3),
-# MPIRUN (mpirun), STEPS (10), WARMUP (3), RUN_TIMEOUT (240 s per run), COMPILE_32 (0),
-# CASES (default "1 2 3"; "tiny" = a smoke test of this script on the CPU), GEMM_SIZE (8192).
+#      not fit (LADDER overrides the list).
+# RUNS lists case:impl pairs in the order they run, most important first, so that a run cut
+# short by the device's time keeps what matters (bench.md is rewritten after each). Default:
+#   "1:autotp 1:torch-compile 2:autotp 1:torch-eager 2:torch-compile 3:autotp 2:torch-eager
+#    3:torch-eager" (torch-compile on case 3 takes minutes of warmup: add 3:torch-compile).
+# impl: autotp, autotp-fp32out (autotp with AUTOTP_CUDA_GEMM_OUTPUTS=fp32: the A/B of the
+# Use::Gemm outputs), torch-eager, torch-compile.
+# "tiny" in RUNS is a smoke test of this script on the CPU (the tiny preset, autotp and eager).
+# Environment: PYTHON (python3), MPIRUN (mpirun), STEPS (10), WARMUP (3), RUN_TIMEOUT (240 s
+# per run), GEMM_SIZE (8192), LADDER ("1 2 4 8"), DEVICE (tiny: cpu).
 set -uo pipefail
 
 if [ $# -ne 2 ]; then
@@ -31,7 +37,8 @@ STEPS=${STEPS:-10}
 WARMUP=${WARMUP:-3}
 RUN_TIMEOUT=${RUN_TIMEOUT:-240}
 GEMM_SIZE=${GEMM_SIZE:-8192}
-CASES=${CASES:-1 2 3}
+RUNS=${RUNS:-1:autotp 1:torch-compile 2:autotp 1:torch-eager 2:torch-compile 3:autotp 2:torch-eager 3:torch-eager}
+LADDER=${LADDER:-1 2 4 8}
 [ -x "$BENCH" ] || { echo "$BENCH not found: build the autotp-bench target first" >&2; exit 2; }
 
 table() { "$PYTHON" "$HERE/bench_table.py" "$OUT" || echo "bench_table.py failed" >&2; }
@@ -45,10 +52,13 @@ run() {
   local start=$SECONDS rc
   rm -f "$json" "$OUT/${name}__${impl}.failed"
   echo "== $name $impl: $*" | tee "$log"
-  if [ "$impl" = autotp ]; then
-    # --bind-to none: the model's initialisation threads need every core, not the rank's one.
-    timeout "$RUN_TIMEOUT" "$MPIRUN" --allow-run-as-root --bind-to none -np 1 "$BENCH" \
-      --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" >>"$log" 2>&1
+  if [ "${impl%%-*}" = autotp ]; then
+    # autotp-fp32out: Use::Gemm outputs written in fp32 and converted by the GEMMs (what
+    # they save). --bind-to none: the model's initialisation threads need every core.
+    local env=()
+    [ "$impl" = autotp-fp32out ] && env=(-x AUTOTP_CUDA_GEMM_OUTPUTS=fp32)
+    timeout "$RUN_TIMEOUT" "$MPIRUN" --allow-run-as-root --bind-to none "${env[@]}" -np 1 \
+      "$BENCH" --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" >>"$log" 2>&1
   else
     timeout "$RUN_TIMEOUT" "$PYTHON" "$HERE/hf_reference_bench.py" \
       --mode "${impl#torch-}" --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" \
@@ -70,11 +80,11 @@ run() {
   return $rc
 }
 
-# ladder NAME IMPL ARGS...: micro-batch 1, 2, 4, 8 until one fails; keeps the largest that ran.
+# ladder NAME IMPL ARGS...: micro-batches of LADDER until one fails; keeps the largest that ran.
 ladder() {
   local name=$1 impl=$2 best="" mb
   shift 2
-  for mb in 1 2 4 8; do
+  for mb in $LADDER; do
     if run "$name-try$mb" "$impl" --micro_batch_size "$mb" "$@"; then
       best=$mb
     else
@@ -85,7 +95,8 @@ ladder() {
     cp "$OUT/$name-try${best}__${impl}.json" "$OUT/${name}__${impl}.json"
     rm -f "$OUT/${name}__${impl}.failed"
   else
-    echo "no micro-batch ran; micro 1: $(cat "$OUT/$name-try1__${impl}.failed")" \
+    local first=${LADDER%% *}
+    echo "no micro-batch ran; micro $first: $(cat "$OUT/$name-try${first}__${impl}.failed")" \
       >"$OUT/${name}__${impl}.failed"
   fi
   # The tries' logs stay; their JSON would show up as cases of their own in the table.
@@ -101,38 +112,34 @@ ldd "$BENCH" | grep -E "not found" && echo "warning: autotp-bench has unresolved
 cat "$OUT/gemm.log"
 table
 
-for c in $CASES; do
+for r in $RUNS; do
+  c=${r%%:*} impl=${r#*:}
+  [ "$r" = tiny ] && c=tiny
   case $c in
     1)
       shape=(--model phi-4-mini --layers 8 --seq_length 2048 --micro_batch_size 4)
-      run 1-8layers-seq2048 autotp "${shape[@]}" --profile; table
-      run 1-8layers-seq2048 torch-eager "${shape[@]}"; table
-      run 1-8layers-seq2048 torch-compile "${shape[@]}"; table
+      [ "${impl%%-*}" = autotp ] && shape+=(--profile)
+      run 1-8layers-seq2048 "$impl" "${shape[@]}"
       ;;
     2)
       shape=(--model phi-4-mini --layers 8 --seq_length 512 --micro_batch_size 16)
-      run 2-8layers-seq512 autotp "${shape[@]}" --profile; table
-      run 2-8layers-seq512 torch-eager "${shape[@]}"; table
-      run 2-8layers-seq512 torch-compile "${shape[@]}"; table
+      [ "${impl%%-*}" = autotp ] && shape+=(--profile)
+      run 2-8layers-seq512 "$impl" "${shape[@]}"
       ;;
     3)
       # Fewer steps: each rung of the ladder is a full run.
-      shape=(--model phi-4-mini --seq_length 2048)
-      STEPS=5 WARMUP=2 ladder 3-32layers-seq2048 autotp "${shape[@]}"; table
-      STEPS=5 WARMUP=2 ladder 3-32layers-seq2048 torch-eager "${shape[@]}"; table
-      if [ "${COMPILE_32:-0}" = 1 ]; then
-        STEPS=5 WARMUP=2 ladder 3-32layers-seq2048 torch-compile "${shape[@]}"; table
-      fi
+      STEPS=5 WARMUP=2 ladder 3-32layers-seq2048 "$impl" --model phi-4-mini --seq_length 2048
       ;;
     tiny)
       # A smoke test of this script on any machine (CPU included): the tiny preset.
       shape=(--model tiny --seq_length 128 --device "${DEVICE:-cpu}")
       run 0-tiny autotp "${shape[@]}" --micro_batch_size 4 --profile; table
       run 0-tiny torch-eager "${shape[@]}" --micro_batch_size 4; table
-      STEPS=2 WARMUP=1 ladder 0-tiny-ladder autotp "${shape[@]}"; table
+      STEPS=2 WARMUP=1 ladder 0-tiny-ladder autotp "${shape[@]}"
       ;;
-    *) echo "unknown case '$c' in CASES" >&2 ;;
+    *) echo "unknown run '$r' in RUNS (case:impl, case 1, 2 or 3)" >&2 ;;
   esac
+  table
 done
 echo "wrote $OUT/bench.md"
 cat "$OUT/bench.md"

@@ -13,6 +13,10 @@
 #                             gets what is left (skipped below 2 minutes; cut off at the end)
 #   AUTOTP_GPU_CHECKS_HARD_S=S     no check runs past this (default 560, under a 10-minute
 #                             session limit); a check cut off by it fails as timed out
+#   AUTOTP_GPU_CHECKS_QUICK=1 for a short lease: skips the checkpoint checks on the GPU, the
+#                             memcheck of the training run and of the transformers fixtures,
+#                             and the export check (the kernel test still runs under memcheck),
+#                             leaving more of the budget to the benchmark
 #
 # The checks: nvidia-smi and ldd; the CUDA kernel test; the device communicators (MPI staged
 # through host memory at 4 ranks on the GPU, NCCL at 1); the model on the CUDA backend against
@@ -38,6 +42,7 @@ dry=${AUTOTP_GPU_CHECKS_DRY:-0}
 steps=${AUTOTP_GPU_CHECK_STEPS:-200}
 budget=${AUTOTP_GPU_CHECKS_BUDGET_S:-480}  # seconds for the whole script, the benchmark last
 hard=${AUTOTP_GPU_CHECKS_HARD_S:-560}      # no check runs past this (a hung one times out)
+quick=${AUTOTP_GPU_CHECKS_QUICK:-0}
 
 # The binaries carry the build machine's source path: point them at this tree instead.
 export AUTOTP_SHARE_DIR=$root/share AUTOTP_CONFIGS_DIR=$root/configs
@@ -71,6 +76,7 @@ write_report() {
     echo "- GPU: $gpu_name"
     echo "- build: $build; steps per training run: $steps"
     [ "$dry" = 1 ] && echo "- DRY RUN (AUTOTP_GPU_CHECKS_DRY=1): the GPU checks were skipped"
+    [ "$quick" = 1 ] && echo "- QUICK (AUTOTP_GPU_CHECKS_QUICK=1): no GPU checkpoint checks, memcheck of the kernels only, no export check"
     echo "- curve thresholds: bf16 (CUDA) vs fp32 (CPU) on the same batches: max relative loss"
     echo "  difference <= 2e-2 over all steps and final loss within 1e-2 relative; fp32 vs fp32"
     echo "  (TP2xDP2 vs TP1xDP1): 1e-3 and 1e-3"
@@ -288,7 +294,9 @@ fi
 # 100 steps, save, resume to 200 must equal the uninterrupted 200-step run exactly. Then the
 # step-100 checkpoint resharded from TP1xDP1 to TP2xDP2 resumes on the MPI-staged comm and must
 # follow the same curve within bf16 tolerance.
-if [ "$dry" != 1 ] && [ -x "$train" ] && [ -x "$build/tools/autotp-reshard" ]; then
+if [ "$quick" = 1 ]; then
+  skip resume_cuda "AUTOTP_GPU_CHECKS_QUICK=1"
+elif [ "$dry" != 1 ] && [ -x "$train" ] && [ -x "$build/tools/autotp-reshard" ]; then
   details=""
   data=()
   [ -n "$tok" ] && data=(--data "$tok")
@@ -332,9 +340,10 @@ elif [ ! -x "$sanitizer" ]; then
 else
   data=()
   [ -n "$tok" ] && data=(--data "$tok")
-  [ -x "$train" ] && memcheck memcheck_train_3steps "$train" --device cuda --comm mpi \
-    --tp_size 1 --dp_size 1 --num_steps 3 --out_dir "$runs/memcheck" "${data[@]}"
-  [ -x "$build/tests/test_cuda_model_hf" ] &&
+  [ -x "$train" ] && [ "$quick" != 1 ] && memcheck memcheck_train_3steps "$train" \
+    --device cuda --comm mpi --tp_size 1 --dp_size 1 --num_steps 3 --out_dir "$runs/memcheck" \
+    "${data[@]}"
+  [ -x "$build/tests/test_cuda_model_hf" ] && [ "$quick" != 1 ] &&
     memcheck memcheck_model_hf "$build/tests/test_cuda_model_hf"
   [ -x "$build/tests/test_cuda_backend" ] &&
     memcheck memcheck_kernels "$build/tests/test_cuda_backend" \
@@ -342,7 +351,7 @@ else
 fi
 
 # ---- other helpers' checks, when present -----------------------------------------------------
-if [ -f tests/checkpoint/export_check.sh ]; then
+if [ -f tests/checkpoint/export_check.sh ] && [ "$quick" != 1 ]; then
   details="results in export/"
   check export_check 300 bash tests/checkpoint/export_check.sh "$build" "$out/export"
 fi

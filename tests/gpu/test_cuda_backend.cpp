@@ -9,6 +9,7 @@
 // not registered with ctest: tests/gpu/run_gpu_checks.sh runs it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdarg>
@@ -175,6 +176,26 @@ class CudaVsCpu : public ::testing::Test {
     EXPECT_LE(rel, tol) << what << ": worst element " << worst << " gpu " << a[worst] << " cpu "
                         << b[worst] << " (max|cpu| " << den << ", seed " << run_seed() << ")";
     return rel;
+  }
+
+  // The way a Use::Gemm output may be read: as a GEMM operand, once. `a` [M, K] is the A
+  // operand of C[M, N] = a W^T with a fresh W; the GPU reads the bf16 copy the op left.
+  void expect_gemm_reads(const std::string& what, const Twin& a, int64_t M, int64_t K) {
+    const int64_t N = 19;
+    Twin W = upload(random(size_t(N * K))), C = poisoned(size_t(M * N));
+    cpu_->matmul(M, N, K, a.c, false, W.c, true, C.c, false);
+    gpu_->matmul(M, N, K, a.g, false, W.g, true, C.g, false);
+    expect_close(what + " read by matmul", C, kBf16Tol);
+  }
+  // The same for a dy [M, O] of linear_backward_gemms (x [M, K], W [O, K]).
+  void expect_backward_gemms_read(const std::string& what, const Twin& dy, int64_t M, int64_t O) {
+    const int64_t K = 23;
+    Twin x = upload(random(size_t(M * K))), W = upload(random(size_t(O * K)));
+    Twin dW = upload(random(size_t(O * K))), dx = poisoned(size_t(M * K));
+    cpu_->linear_backward_gemms(M, O, K, dy.c, x.c, W.c, dW.c, dx.c);
+    gpu_->linear_backward_gemms(M, O, K, dy.g, x.g, W.g, dW.g, dx.g);
+    expect_close(what + " as dy: dW", dW, kBf16Tol);
+    expect_close(what + " as dy: dx", dx, kBf16Tol);
   }
 
   // Forward and backward of one attention shape on both backends, compared.
@@ -391,11 +412,17 @@ TEST_F(CudaVsCpu, RmsNormForwardBackwardAndFusedAdd) {
     const float eps = 1e-5f;
     Twin x = upload(random(size_t(N * H), -2, 2)), w = upload(random(size_t(H), 0.5f, 1.5f));
     Twin out = poisoned(size_t(N * H)), rstd = poisoned(size_t(N));
-    cpu_->rmsnorm_forward(x.c, w.c, N, H, eps, out.c, rstd.c);
-    gpu_->rmsnorm_forward(x.g, w.g, N, H, eps, out.g, rstd.g);
+    cpu_->rmsnorm_forward(x.c, w.c, N, H, eps, out.c, rstd.c, Use::Any);
+    gpu_->rmsnorm_forward(x.g, w.g, N, H, eps, out.g, rstd.g, Use::Any);
     const std::string tag = name_of(" N %ld H %ld", long(N), long(H));
     expect_close("rmsnorm_forward out" + tag, out, kFp32Tol);
     expect_close("rmsnorm_forward rstd" + tag, rstd, kFp32Tol);
+    poison(out);
+    poison(rstd);
+    cpu_->rmsnorm_forward(x.c, w.c, N, H, eps, out.c, rstd.c, Use::Gemm);
+    gpu_->rmsnorm_forward(x.g, w.g, N, H, eps, out.g, rstd.g, Use::Gemm);
+    expect_close("rmsnorm_forward (Gemm) rstd" + tag, rstd, kFp32Tol);
+    expect_gemm_reads("rmsnorm_forward (Gemm) out" + tag, out, N, H);
     Twin dout = upload(random(size_t(N * H)));
     Twin dx = upload(random(size_t(N * H))), dw = upload(random(size_t(H)));  // both add
     cpu_->rmsnorm_backward(dout.c, x.c, w.c, rstd.c, N, H, dx.c, dw.c);
@@ -403,14 +430,29 @@ TEST_F(CudaVsCpu, RmsNormForwardBackwardAndFusedAdd) {
     expect_close("rmsnorm_backward dx" + tag, dx, kFp32Tol);
     expect_close("rmsnorm_backward dw" + tag, dw, kFp32Tol);
 
+    // In place (sum = residual), then into a new buffer, then for a GEMM.
     Twin res = upload(random(size_t(N * H), -2, 2));
     poison(out);
     poison(rstd);
-    cpu_->add_rmsnorm_forward(x.c, res.c, w.c, N, H, eps, out.c, rstd.c);
-    gpu_->add_rmsnorm_forward(x.g, res.g, w.g, N, H, eps, out.g, rstd.g);
+    cpu_->add_rmsnorm_forward(x.c, res.c, res.c, w.c, N, H, eps, out.c, rstd.c, Use::Any);
+    gpu_->add_rmsnorm_forward(x.g, res.g, res.g, w.g, N, H, eps, out.g, rstd.g, Use::Any);
     expect_close("add_rmsnorm_forward residual" + tag, res, kFp32Tol);
     expect_close("add_rmsnorm_forward out" + tag, out, kFp32Tol);
     expect_close("add_rmsnorm_forward rstd" + tag, rstd, kFp32Tol);
+    Twin sum = poisoned(size_t(N * H));
+    poison(out);
+    poison(rstd);
+    cpu_->add_rmsnorm_forward(x.c, res.c, sum.c, w.c, N, H, eps, out.c, rstd.c, Use::Any);
+    gpu_->add_rmsnorm_forward(x.g, res.g, sum.g, w.g, N, H, eps, out.g, rstd.g, Use::Any);
+    expect_close("add_rmsnorm_forward sum (new buffer)" + tag, sum, kFp32Tol);
+    expect_close("add_rmsnorm_forward residual unchanged" + tag, res, 0.0);
+    expect_close("add_rmsnorm_forward out (new buffer)" + tag, out, kFp32Tol);
+    poison(sum);
+    poison(out);
+    cpu_->add_rmsnorm_forward(x.c, res.c, sum.c, w.c, N, H, eps, out.c, rstd.c, Use::Gemm);
+    gpu_->add_rmsnorm_forward(x.g, res.g, sum.g, w.g, N, H, eps, out.g, rstd.g, Use::Gemm);
+    expect_close("add_rmsnorm_forward (Gemm) sum" + tag, sum, kFp32Tol);
+    expect_gemm_reads("add_rmsnorm_forward (Gemm) out" + tag, out, N, H);
   }
 }
 
@@ -511,14 +553,66 @@ TEST_F(CudaVsCpu, SwigluForwardBackward) {
   const int64_t N = 37, I = 300;
   Twin gu = upload(random(size_t(N * 2 * I), -6, 6));
   Twin out = poisoned(size_t(N * I));
-  cpu_->swiglu_forward(gu.c, N, I, out.c);
-  gpu_->swiglu_forward(gu.g, N, I, out.g);
+  cpu_->swiglu_forward(gu.c, N, I, out.c, Use::Any);
+  gpu_->swiglu_forward(gu.g, N, I, out.g, Use::Any);
   expect_close("swiglu_forward", out, kFp32Tol);
   Twin dout = upload(random(size_t(N * I)));
   Twin dgu = poisoned(size_t(N * 2 * I));
-  cpu_->swiglu_backward(dout.c, gu.c, N, I, dgu.c);
-  gpu_->swiglu_backward(dout.g, gu.g, N, I, dgu.g);
+  cpu_->swiglu_backward(dout.c, gu.c, N, I, dgu.c, Use::Any);
+  gpu_->swiglu_backward(dout.g, gu.g, N, I, dgu.g, Use::Any);
   expect_close("swiglu_backward", dgu, kFp32Tol);
+}
+
+// Outputs for a GEMM (Use::Gemm): the GPU writes only the bf16 copy the GEMM reads, on the
+// 16-byte path (I % 4 == 0) and the scalar one.
+TEST_F(CudaVsCpu, SwigluForGemm) {
+  for (int64_t I : {300, 301}) {
+    const int64_t N = 37;
+    const std::string tag = name_of(" I %ld", long(I));
+    Twin gu = upload(random(size_t(N * 2 * I), -6, 6));
+    Twin out = poisoned(size_t(N * I));
+    cpu_->swiglu_forward(gu.c, N, I, out.c, Use::Gemm);
+    gpu_->swiglu_forward(gu.g, N, I, out.g, Use::Gemm);
+    expect_gemm_reads("swiglu_forward (Gemm)" + tag, out, N, I);
+    Twin dout = upload(random(size_t(N * I)));
+    Twin dgu = poisoned(size_t(N * 2 * I));
+    cpu_->swiglu_backward(dout.c, gu.c, N, I, dgu.c, Use::Gemm);
+    gpu_->swiglu_backward(dout.g, gu.g, N, I, dgu.g, Use::Gemm);
+    expect_backward_gemms_read("swiglu_backward (Gemm)" + tag, dgu, N, 2 * I);
+  }
+}
+
+// A Use::Gemm output stops standing for its buffer once anything else writes the buffer: the
+// next GEMM then reads the new fp32 contents. An op whose input overlaps its output writes fp32.
+TEST_F(CudaVsCpu, GemmOutputsYieldToLaterWrites) {
+  const int64_t N = 29, H = 64;
+  Twin x = upload(random(size_t(N * H), -2, 2)), w = upload(random(size_t(H), 0.5f, 1.5f));
+  Twin out = poisoned(size_t(N * H)), rstd = poisoned(size_t(N));
+  const std::vector<float> later = random(size_t(N * H));
+  // Overwritten by each kind of write: a memory op, an elementwise op, a GEMM, a kernel.
+  for (int how = 0; how < 4; ++how) {
+    cpu_->rmsnorm_forward(x.c, w.c, N, H, 1e-5f, out.c, rstd.c, Use::Gemm);
+    gpu_->rmsnorm_forward(x.g, w.g, N, H, 1e-5f, out.g, rstd.g, Use::Gemm);
+    Twin src = upload(later);
+    for (Backend* be : {static_cast<Backend*>(cpu_.get()), static_cast<Backend*>(gpu_.get())}) {
+      float* o = be == cpu_.get() ? out.c : out.g;
+      const float* sp = be == cpu_.get() ? src.c : src.g;
+      if (how == 0) be->copy(sp, o, size_t(N * H) * sizeof(float));
+      if (how == 1) be->copy_cols(sp, H, 0, o, H, 0, N, H, false);
+      if (how == 2) be->matmul(N, H, H, sp, false, sp, true, o, false);
+      if (how == 3)
+        be->rmsnorm_forward(sp, be == cpu_.get() ? w.c : w.g, N, H, 1e-5f, o,
+                            be == cpu_.get() ? rstd.c : rstd.g, Use::Any);
+    }
+    const double tol = how == 2 ? kBf16Tol : kFp32Tol;
+    expect_close(name_of("Use::Gemm output overwritten (way %d), read as fp32", how), out, tol);
+    expect_gemm_reads(name_of("Use::Gemm output overwritten (way %d)", how), out, N, H);
+  }
+  // In place: out is x. The result must be fp32 and right.
+  Twin y = upload(random(size_t(N * H), -2, 2));
+  cpu_->rmsnorm_forward(y.c, w.c, N, H, 1e-5f, y.c, rstd.c, Use::Gemm);
+  gpu_->rmsnorm_forward(y.g, w.g, N, H, 1e-5f, y.g, rstd.g, Use::Gemm);
+  expect_close("rmsnorm_forward in place with Use::Gemm (written as fp32)", y, kFp32Tol);
 }
 
 // ---------------------------------------------------------------- cross-entropy
@@ -542,18 +636,76 @@ TEST_F(CudaVsCpu, CrossEntropyVocabParallelAndIgnoreIndex) {
     TwinI targets = upload_ids(tg);
     Twin logits = upload(random(size_t(c.N * c.V), -8, 8));
     Twin m = poisoned(size_t(c.N)), s = poisoned(size_t(c.N)), z = poisoned(size_t(c.N));
-    cpu_->ce_max(logits.c, c.N, c.V, m.c);
-    gpu_->ce_max(logits.g, c.N, c.V, m.g);
-    expect_close("ce_max" + tag, m, kFp32Tol);
-    cpu_->ce_sumexp(logits.c, c.N, c.V, m.c, targets.c, c.blocks, s.c, z.c);
-    gpu_->ce_sumexp(logits.g, c.N, c.V, m.g, targets.g, c.blocks, s.g, z.g);
-    expect_close("ce_sumexp s" + tag, s, kFp32Tol);
-    expect_close("ce_sumexp z" + tag, z, kFp32Tol);
+    cpu_->ce_stats(logits.c, c.N, c.V, targets.c, c.blocks, m.c, s.c, z.c);
+    gpu_->ce_stats(logits.g, c.N, c.V, targets.g, c.blocks, m.g, s.g, z.g);
+    expect_close("ce_stats m" + tag, m, kFp32Tol);
+    expect_close("ce_stats s" + tag, s, kFp32Tol);
+    expect_close("ce_stats z" + tag, z, kFp32Tol);
+    // Another rank's max (some above ours, some below), as the TP all-reduce would bring it.
+    std::vector<float> mg = host(*cpu_, m.c, size_t(c.N));
+    for (size_t i = 0; i < mg.size(); ++i) mg[i] += i % 2 ? 3.0f : 0.0f;
+    Twin mgt = upload(mg), s2 = upload(host(*cpu_, s.c, size_t(c.N)));
+    cpu_->ce_rescale(m.c, mgt.c, c.N, s2.c);
+    gpu_->ce_rescale(m.g, mgt.g, c.N, s2.g);
+    expect_close("ce_rescale" + tag, s2, kFp32Tol);
     const float scale = 1.0f / float(c.N - 1);
-    cpu_->ce_backward(logits.c, c.N, c.V, m.c, s.c, targets.c, c.blocks, ignore, scale);
-    gpu_->ce_backward(logits.g, c.N, c.V, m.g, s.g, targets.g, c.blocks, ignore, scale);
+    Twin logits2 = upload(host(*cpu_, logits.c, logits.n));
+    cpu_->ce_backward(logits.c, c.N, c.V, m.c, s.c, targets.c, c.blocks, ignore, scale, Use::Any);
+    gpu_->ce_backward(logits.g, c.N, c.V, m.g, s.g, targets.g, c.blocks, ignore, scale, Use::Any);
     expect_close("ce_backward" + tag, logits, kFp32Tol);
+    // For the lm_head's GEMMs only: the GPU writes the bf16 gradient elsewhere, once.
+    cpu_->ce_backward(logits2.c, c.N, c.V, m.c, s.c, targets.c, c.blocks, ignore, scale, Use::Gemm);
+    gpu_->ce_backward(logits2.g, c.N, c.V, m.g, s.g, targets.g, c.blocks, ignore, scale, Use::Gemm);
+    expect_backward_gemms_read("ce_backward (Gemm)" + tag, logits2, c.N, c.V);
   }
+}
+
+// The vocab-parallel path end to end: the logits split into two column shards, each reduced on
+// its own, the maxes combined, the sums rescaled and added, give the whole row's statistics.
+TEST_F(CudaVsCpu, CrossEntropyShardsCombine) {
+  const int64_t N = 13, V = 3000, half = 1504;  // the second shard's width is not a multiple of 4
+  std::vector<float> full = random(size_t(N * V), -8, 8);
+  for (int64_t n = 0; n < N; ++n) full[size_t(n * V + (n % 2 ? 7 : V - 9))] = 20.0f;  // max side
+  std::vector<int32_t> tg(static_cast<size_t>(N));
+  for (auto& t : tg) t = int32_t(randint(0, V - 1));
+  TwinI targets = upload_ids(tg);
+  Twin whole = upload(full), m = poisoned(size_t(N)), s = poisoned(size_t(N)),
+       z = poisoned(size_t(N));
+  cpu_->ce_stats(whole.c, N, V, targets.c, {{0, 0, V}}, m.c, s.c, z.c);
+  const std::vector<float> mref = host(*cpu_, m.c, size_t(N)), sref = host(*cpu_, s.c, size_t(N)),
+                           zref = host(*cpu_, z.c, size_t(N));
+  std::vector<float> msh[2], ssh[2], zsh[2];
+  for (int r = 0; r < 2; ++r) {
+    const int64_t lo = r ? half : 0, w = r ? V - half : half;
+    std::vector<float> shard(size_t(N * w));
+    for (int64_t n = 0; n < N; ++n)
+      std::copy_n(full.begin() + n * V + lo, w, shard.begin() + n * w);
+    Twin sh = upload(shard);
+    gpu_->ce_stats(sh.g, N, w, targets.g, {{0, lo, w}}, m.g, s.g, z.g);
+    msh[r] = host(*gpu_, m.g, size_t(N));
+    ssh[r] = host(*gpu_, s.g, size_t(N));
+    zsh[r] = host(*gpu_, z.g, size_t(N));
+  }
+  std::vector<float> mg(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) mg[size_t(n)] = std::max(msh[0][size_t(n)], msh[1][size_t(n)]);
+  Twin mgt = upload(mg);
+  double worst = 0.0;
+  std::vector<float> total(static_cast<size_t>(N), 0.0f);
+  for (int r = 0; r < 2; ++r) {
+    Twin mr = upload(msh[r]), sr = upload(ssh[r]);
+    gpu_->ce_rescale(mr.g, mgt.g, N, sr.g);
+    const std::vector<float> h = host(*gpu_, sr.g, size_t(N));
+    for (int64_t n = 0; n < N; ++n) total[size_t(n)] += h[size_t(n)];
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const size_t i = size_t(n);
+    EXPECT_EQ(mg[i], mref[i]) << "row " << n;
+    EXPECT_EQ(zsh[0][i] + zsh[1][i], zref[i]) << "row " << n << ": one shard holds the target";
+    worst = std::max(worst, std::fabs(double(total[i]) - sref[i]) / sref[i]);
+  }
+  std::printf("  %-62s rel %.3e (tol %.0e)\n", "ce_stats over 2 shards + ce_rescale: s", worst,
+              kFp32Tol);
+  EXPECT_LE(worst, kFp32Tol);
 }
 
 // ---------------------------------------------------------------- optimizer

@@ -6,7 +6,7 @@
 namespace autotp {
 
 void CpuBackend::rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t H, float eps,
-                                 float* out, float* rstd) {
+                                 float* out, float* rstd, Use) {
   for (int64_t n = 0; n < N; ++n) {
     const float* xr = x + n * H;
     float* o = out + n * H;

@@ -5,7 +5,7 @@
 
 namespace autotp {
 
-void CpuBackend::swiglu_forward(const float* gu, int64_t N, int64_t I, float* out) {
+void CpuBackend::swiglu_forward(const float* gu, int64_t N, int64_t I, float* out, Use) {
   for (int64_t n = 0; n < N; ++n) {
     const float* g = gu + n * 2 * I;
     const float* u = g + I;
@@ -16,7 +16,7 @@ void CpuBackend::swiglu_forward(const float* gu, int64_t N, int64_t I, float* ou
 }
 
 void CpuBackend::swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I,
-                                 float* dgu) {
+                                 float* dgu, Use) {
   for (int64_t n = 0; n < N; ++n) {
     const float* g = gu + n * 2 * I;
     const float* u = g + I;

@@ -369,6 +369,8 @@ void CudaBackendImpl::attention_forward(const float* qkv, int64_t B, int64_t T, 
   const bool tc = tc_attention_applies(hd, qkv, out);
   void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, false)) : nullptr;
   Timed t(*this, "attention");
+  wrote(out, size_t(B * T * nq * hd) * sizeof(float));
+  wrote(lse, size_t(B * nq * T) * sizeof(float));
   if (tc) return tc_attention_forward(qkv, L.g, B, stream_, s16, out, lse);
   dispatch_hd(hd, [&](auto c) { forward_hd<decltype(c)::value>(L, qkv, out, lse); });
 }
@@ -383,6 +385,7 @@ void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, co
   const bool tc = tc_attention_applies(hd, dout, qkv, dqkv, out);
   void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, true)) : nullptr;
   Timed t(*this, "attention");
+  wrote(dqkv, size_t(B * T * (nq + 2 * nkv) * hd) * sizeof(float));
   if (tc) return tc_attention_backward(dout, qkv, out, lse, D, L.g, B, stream_, s16, dqkv);
   attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout, out, L.g, B,
                                                                                  D);

@@ -1,5 +1,7 @@
-// Cross-entropy in the vocab-parallel form (Megatron's): the model all-reduces the max and the
-// sums between these kernels, so the full logits are never gathered. One block per row.
+// Cross-entropy in the vocab-parallel form (Megatron's): each rank reduces its logits to a max
+// and a sum in one pass, the model all-reduces the max and the rescaled sums between these
+// kernels, so the full logits are never gathered. One block per row; K floats per access (4
+// when V % 4 == 0 and the logits are 16-byte aligned, the case of every real vocabulary).
 #include "kernels/cuda/cuda_impl.cuh"
 
 namespace autotp::cuda {
@@ -7,49 +9,72 @@ namespace autotp::cuda {
 namespace {
 constexpr int kCeThreads = 512;  // rows are long (V up to 200k local columns)
 
-__global__ void ce_max_kernel(const float* logits, int64_t V, float* m) {
-  __shared__ float red[32];
-  const float* l = logits + int64_t(blockIdx.x) * V;
-  float mx = -INFINITY;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, l[v]);
-  mx = block_max(mx, red);
-  if (threadIdx.x == 0) m[blockIdx.x] = mx;
-}
-
-// s = sum_v exp(l_v - m) accumulated in double (V reaches 200k); z = the target's logit when
-// this shard's blocks hold the target, else 0.
-__global__ void ce_sumexp_kernel(const float* logits, int64_t V, const float* m,
-                                 const int32_t* targets, Blocks blocks, float* s, float* z) {
-  __shared__ double red[32];
+// Online softmax statistics (one read of the row): each thread keeps its running max mx and
+// sum = sum exp(l - mx), rescaling the sum when the max grows; the block then combines
+//   m = max_t mx_t,   s = sum_t sum_t * exp(mx_t - m).
+// The sums are doubles, as on the CPU (V reaches 200k); the exponentials are fp32.
+// z = the target's logit when this shard's blocks hold the target, else 0.
+template <int K>
+__global__ void ce_stats_kernel(const float* logits, int64_t V, const int32_t* targets,
+                                Blocks blocks, float* m, float* s, float* z) {
+  __shared__ float red_max[32];
+  __shared__ double red_sum[32];
   const int64_t n = blockIdx.x;
   const float* l = logits + n * V;
-  const float mn = m[n];
-  double acc = 0.0;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) acc += exp(double(l[v] - mn));
-  acc = block_sum(acc, red);
+  float mx = -INFINITY;
+  double sum = 0.0;
+  for (int64_t v = int64_t(threadIdx.x) * K; v < V; v += int64_t(blockDim.x) * K) {
+    float a[K];
+    load_k<K>(l + v, a);
+    float cm = a[0];
+#pragma unroll
+    for (int i = 1; i < K; ++i) cm = fmaxf(cm, a[i]);
+    if (cm > mx) {  // exp(-inf) = 0 clears the empty sum of the first visit
+      sum *= double(expf(mx - cm));
+      mx = cm;
+    }
+#pragma unroll
+    for (int i = 0; i < K; ++i) sum += double(expf(a[i] - mx));
+  }
+  const float M = block_max(mx, red_max);
+  const double part = sum > 0.0 ? sum * exp(double(mx) - double(M)) : 0.0;
+  const double total = block_sum(part, red_sum);
   if (threadIdx.x == 0) {
-    s[n] = float(acc);
+    m[n] = M;
+    s[n] = float(total);
     const int64_t c = blocks.local(targets[n]);
     z[n] = c >= 0 ? l[c] : 0.0f;
   }
 }
 
-// In place: l_v <- scale * (exp(l_v - m) / s - [v == target]); ignored rows <- 0.
-__global__ void ce_backward_kernel(float* logits, int64_t V, const float* m, const float* s,
+// s *= exp(m - mg): this rank's sum, taken against its own max, against the global max.
+__global__ void ce_rescale_kernel(const float* m, const float* mg, int64_t N, float* s) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < N;
+       i += int64_t(gridDim.x) * blockDim.x)
+    s[i] *= expf(m[i] - mg[i]);
+}
+
+// out_v = scale * (exp(l_v - m) / s - [v == target]); ignored rows 0. out is the logits
+// themselves (fp32, in place: each thread writes only what it read) or a bf16 copy (Use::Gemm).
+template <int K, typename OutT>
+__global__ void ce_backward_kernel(const float* logits, int64_t V, const float* m, const float* s,
                                    const int32_t* targets, Blocks blocks, int32_t ignore_index,
-                                   float scale) {
+                                   float scale, OutT* out) {
   const int64_t n = blockIdx.x;
-  float* l = logits + n * V;
-  if (targets[n] == ignore_index) {
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) l[v] = 0.0f;
-    return;
-  }
-  const float inv = scale / s[n], mn = m[n];
-  const int64_t c = blocks.local(targets[n]);
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    float p = expf(l[v] - mn) * inv;
-    if (v == c) p -= scale;
-    l[v] = p;
+  const float* l = logits + n * V;
+  OutT* o = out + n * V;
+  const bool ignored = targets[n] == ignore_index;
+  const float inv = ignored ? 0.0f : scale / s[n], mn = m[n];
+  const int64_t c = ignored ? -1 : blocks.local(targets[n]);
+  for (int64_t v = int64_t(threadIdx.x) * K; v < V; v += int64_t(blockDim.x) * K) {
+    float a[K];
+    load_k<K>(l + v, a);
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+      a[i] = ignored ? 0.0f : expf(a[i] - mn) * inv;
+      if (v + i == c) a[i] -= scale;
+    }
+    store_k<K>(o + v, a);
   }
 }
 
@@ -58,35 +83,43 @@ void check_ce(int64_t N, const char* op) {
 }
 }  // namespace
 
-void CudaBackendImpl::ce_max(const float* logits, int64_t N, int64_t V, float* m) {
+void CudaBackendImpl::ce_stats(const float* logits, int64_t N, int64_t V, const int32_t* targets,
+                               const std::vector<VocabBlock>& blocks, float* m, float* s,
+                               float* z) {
   if (N <= 0) return;
-  check_ce(N, "ce_max");
+  check_ce(N, "ce_stats");
+  const Blocks b = to_blocks(blocks, "ce_stats");
   Timed t(*this, "cross_entropy");
-  ce_max_kernel<<<unsigned(N), kCeThreads, 0, stream_>>>(logits, V, m);
-  AUTOTP_LAUNCHED("ce_max_kernel");
+  for (float* p : {m, s, z}) wrote(p, size_t(N) * sizeof(float));
+  if (V % 4 == 0 && aligned16(logits))
+    ce_stats_kernel<4><<<unsigned(N), kCeThreads, 0, stream_>>>(logits, V, targets, b, m, s, z);
+  else
+    ce_stats_kernel<1><<<unsigned(N), kCeThreads, 0, stream_>>>(logits, V, targets, b, m, s, z);
+  AUTOTP_LAUNCHED("ce_stats_kernel");
 }
 
-void CudaBackendImpl::ce_sumexp(const float* logits, int64_t N, int64_t V, const float* m,
-                                const int32_t* targets, const std::vector<VocabBlock>& blocks,
-                                float* s, float* z) {
+void CudaBackendImpl::ce_rescale(const float* m, const float* mg, int64_t N, float* s) {
   if (N <= 0) return;
-  check_ce(N, "ce_sumexp");
-  const Blocks b = to_blocks(blocks, "ce_sumexp");
   Timed t(*this, "cross_entropy");
-  ce_sumexp_kernel<<<unsigned(N), kCeThreads, 0, stream_>>>(logits, V, m, targets, b, s, z);
-  AUTOTP_LAUNCHED("ce_sumexp_kernel");
+  wrote(s, size_t(N) * sizeof(float));
+  ce_rescale_kernel<<<grid_for(size_t(N)), kThreads, 0, stream_>>>(m, mg, N, s);
+  AUTOTP_LAUNCHED("ce_rescale_kernel");
 }
 
 void CudaBackendImpl::ce_backward(float* logits, int64_t N, int64_t V, const float* m,
                                   const float* s, const int32_t* targets,
                                   const std::vector<VocabBlock>& blocks, int32_t ignore_index,
-                                  float scale) {
+                                  float scale, Use use) {
   if (N <= 0) return;
   check_ce(N, "ce_backward");
   const Blocks b = to_blocks(blocks, "ce_backward");
   Timed t(*this, "cross_entropy");
-  ce_backward_kernel<<<unsigned(N), kCeThreads, 0, stream_>>>(logits, V, m, s, targets, b,
-                                                              ignore_index, scale);
+  // In place, so a Use::Gemm gradient goes to a scratch slot rather than the logits' memory.
+  __nv_bfloat16* narrow = narrow_output_in(Scratch::CeGrad, logits, size_t(N * V), use);
+  dispatch_out(V % 4 == 0 && aligned16(logits, narrow), logits, narrow, [&](auto k, auto* o) {
+    ce_backward_kernel<decltype(k)::value><<<unsigned(N), kCeThreads, 0, stream_>>>(
+        logits, V, m, s, targets, b, ignore_index, scale, o);
+  });
   AUTOTP_LAUNCHED("ce_backward_kernel");
 }
 

@@ -1,6 +1,7 @@
 // The CUDA backend's core: device selection, the stream and cuBLAS handle, tracked memory,
 // host transfers, scratch buffers and the per-op-category profiler.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cuda/cuda_impl.cuh"
@@ -64,6 +65,8 @@ CudaBackendImpl::CudaBackendImpl(int device) : device_(device) {
   AUTOTP_CUDA(cudaStreamCreate(&stream_));
   AUTOTP_CUBLAS(cublasCreate(&cublas_));
   AUTOTP_CUBLAS(cublasSetStream(cublas_, stream_));
+  const char* outputs = std::getenv("AUTOTP_CUDA_GEMM_OUTPUTS");
+  narrow_off_ = outputs && std::string(outputs) == "fp32";
 }
 
 CudaBackendImpl::~CudaBackendImpl() {

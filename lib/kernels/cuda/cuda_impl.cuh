@@ -6,11 +6,15 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
@@ -37,6 +41,54 @@ bool aligned16(const P*... p) {
 inline unsigned grid_for(size_t n, int threads = kThreads) {
   size_t b = (n + size_t(threads) - 1) / size_t(threads);
   return unsigned(b < 1 ? 1 : (b > 65536 ? 65536 : b));
+}
+
+// K consecutive floats (K = 1, or 4 for one 16-byte access) in and out of registers. An output
+// of type __nv_bfloat16 is rounded to nearest even, as to_bf16 does: a Use::Gemm output holds
+// the same bf16 values the GEMM's conversion would have made. K = 4 needs p 16-byte aligned
+// (8-byte for bf16).
+template <int K>
+__device__ __forceinline__ void load_k(const float* p, float (&v)[K]) {
+  if constexpr (K == 4) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < K; ++i) v[i] = p[i];
+  }
+}
+template <int K>
+__device__ __forceinline__ void store_k(float* p, const float (&v)[K]) {
+  if constexpr (K == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < K; ++i) p[i] = v[i];
+  }
+}
+template <int K>
+__device__ __forceinline__ void store_k(__nv_bfloat16* p, const float (&v)[K]) {
+  if constexpr (K == 4) {
+    __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(p);
+    o[0] = __floats2bfloat162_rn(v[0], v[1]);
+    o[1] = __floats2bfloat162_rn(v[2], v[3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < K; ++i) p[i] = __float2bfloat16_rn(v[i]);
+  }
+}
+
+// Calls f(k, o) with k an integral_constant<int, K>, K = 4 when `vec` else 1, and o the narrow
+// (bf16) copy of a Use::Gemm output when there is one, else the fp32 output: the launch of a
+// kernel templated on <K, OutT>.
+template <typename F>
+void dispatch_out(bool vec, float* out, __nv_bfloat16* narrow, F f) {
+  using One = std::integral_constant<int, 1>;
+  using Four = std::integral_constant<int, 4>;
+  if (narrow)
+    vec ? f(Four{}, narrow) : f(One{}, narrow);
+  else
+    vec ? f(Four{}, out) : f(One{}, out);
 }
 
 // Vocabulary blocks travel to the kernels by value (kernel arguments), so no upload is needed.
@@ -111,13 +163,37 @@ class CudaBackendImpl final : public CudaBackend {
   AUTOTP_BACKEND_OVERRIDES
   void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy, const float* x,
                              const float* W, float* dW, float* dx) override;
-  void add_rmsnorm_forward(const float* x, float* residual, const float* w, int64_t N, int64_t H,
-                           float eps, float* out, float* rstd) override;
+  void add_rmsnorm_forward(const float* x, const float* residual, float* sum, const float* w,
+                           int64_t N, int64_t H, float eps, float* out, float* rstd,
+                           Use use) override;
 
   // A device buffer reused across calls, grown (never shrunk) to `bytes`. Slots are per use
   // so that two scratch buffers of one op never alias.
-  enum class Scratch { GemmA, GemmB, GemmC, AttnD, Attn16, Reduce, EmbedSort, NormPartial, Count };
+  enum class Scratch {
+    GemmA,
+    GemmB,
+    GemmC,
+    AttnD,
+    Attn16,
+    Reduce,
+    EmbedSort,
+    NormPartial,
+    CeGrad,
+    Count
+  };
   void* scratch(Scratch which, size_t bytes);
+
+  // ---- Use::Gemm outputs (kernels/backend.hpp): the bf16 copy stands for the fp32 buffer ----
+  // Where an op writes the bf16 copy of out[0, n): out's own memory (its first 2n bytes) when
+  // `use` is Gemm and the op reads nothing that overlaps out; null otherwise (then the op writes
+  // fp32). `inputs` are the (pointer, bytes) ranges the op reads.
+  __nv_bfloat16* narrow_output(float* out, size_t n, Use use,
+                               std::initializer_list<std::pair<const void*, size_t>> inputs);
+  // The same in a scratch slot, for an op that overwrites its input in place (ce_backward).
+  __nv_bfloat16* narrow_output_in(Scratch slot, const float* out, size_t n, Use use);
+  // Every op calls this for each buffer it writes: a narrow copy of a range it overlaps is
+  // stale from then on.
+  void wrote(const void* p, size_t bytes);
 
   // Records CUDA events around one op while profiling is on (RAII; see op_times_ms()).
   class Timed {
@@ -137,13 +213,19 @@ class CudaBackendImpl final : public CudaBackend {
   void* device_alloc(size_t bytes);  // tracked in live_/current_bytes_/peak_bytes_
   void device_free(void* p);
   cudaEvent_t take_event();
-  // The bf16 operand for a GEMM: the params' shadow when x lies in the params range, else x
-  // converted into the given scratch slot.
+  // The bf16 operand for a GEMM: the params' shadow when x lies in the params range, the narrow
+  // copy an op wrote for [x, x + n) with Use::Gemm (taken: it serves one read), else x converted
+  // into the given scratch slot.
   const __nv_bfloat16* bf16_operand(const float* x, size_t n, Scratch slot);
   // The shadow of [x, x + n) when that range lies in the parameters (whole floats), else null.
   __nv_bfloat16* shadow_of(const float* x, size_t n) const;
-  // A write into the parameters by a memory op: the shadow is no longer known to be fresh.
+  // A write into the parameters by a memory op: the shadow is no longer known to be fresh (and
+  // wrote(p, bytes)).
   void touched(const void* p, size_t bytes);
+  // The narrow copy of [x, x + n), removed from the list; null when there is none.
+  const __nv_bfloat16* take_narrow(const float* x, size_t n);
+  void norm_forward(const float* x, const float* residual, float* sum, const float* w, int64_t N,
+                    int64_t H, float eps, float* out, float* rstd, Use use);
   // C[M,N] (+)= op(A) op(B) on bf16 operands (matmul's layout conventions).
   void gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16* A, bool transA,
             const __nv_bfloat16* B, bool transB, float* C, bool accumulate);
@@ -167,6 +249,21 @@ class CudaBackendImpl final : public CudaBackend {
   // reset by any other write into them: when it covers all of them, params_changed() has
   // nothing to convert.
   size_t shadow_fresh_ = 0;
+
+  // AUTOTP_CUDA_GEMM_OUTPUTS=fp32 in the environment: Use::Gemm outputs are written in fp32
+  // and converted by the GEMM, as before they existed (for measuring what they save).
+  bool narrow_off_ = false;
+  // Live Use::Gemm outputs: fp32 range [begin, begin + 4 n) stands as the bf16 values at data.
+  struct Narrow {
+    uintptr_t begin;
+    size_t n;
+    __nv_bfloat16* data;
+  };
+  std::vector<Narrow> narrow_;
+  template <typename Pred>
+  void drop_narrow(Pred pred) {
+    narrow_.erase(std::remove_if(narrow_.begin(), narrow_.end(), pred), narrow_.end());
+  }
 
   bool profiling_ = false;
   struct Pending {

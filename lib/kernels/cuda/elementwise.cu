@@ -33,6 +33,7 @@ __global__ void copy_cols_kernel(const float* src, int64_t src_ld, float* dst, i
 void CudaBackendImpl::add(const float* x, float* y, size_t n) {
   if (!n) return;
   Timed t(*this, "elementwise");
+  wrote(y, n * sizeof(float));
   add_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x, y, n);
   AUTOTP_LAUNCHED("add_kernel");
 }
@@ -40,6 +41,7 @@ void CudaBackendImpl::add(const float* x, float* y, size_t n) {
 void CudaBackendImpl::scale(float* x, size_t n, float alpha) {
   if (!n) return;
   Timed t(*this, "elementwise");
+  wrote(x, n * sizeof(float));
   scale_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x, n, alpha);
   AUTOTP_LAUNCHED("scale_kernel");
 }
@@ -50,6 +52,7 @@ void CudaBackendImpl::copy_cols(const float* src, int64_t src_ld, int64_t src_co
   if (rows <= 0 || cols <= 0) return;
   Timed t(*this, "elementwise");
   const size_t n = size_t(rows) * size_t(cols);
+  wrote(dst + dst_col, size_t((rows - 1) * dst_ld + cols) * sizeof(float));
   copy_cols_kernel<<<grid_for(n), kThreads, 0, stream_>>>(src + src_col, src_ld, dst + dst_col,
                                                           dst_ld, rows, cols, accumulate);
   AUTOTP_LAUNCHED("copy_cols_kernel");

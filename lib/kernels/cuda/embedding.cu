@@ -1,6 +1,8 @@
 // Token embedding lookup over a (possibly vocab- or hidden-sharded) table; one block per token.
 #include <cub/device/device_radix_sort.cuh>
 
+#include <algorithm>
+
 #include "kernels/cuda/cuda_impl.cuh"
 
 namespace autotp::cuda {
@@ -54,6 +56,7 @@ void CudaBackendImpl::embedding_forward(const int32_t* ids, int64_t n, const flo
   check(n <= INT32_MAX, "cuda embedding_forward: ", n, " tokens exceed the grid size");
   const Blocks b = to_blocks(blocks, "embedding_forward");
   Timed t(*this, "embedding");
+  wrote(out, size_t(n * dim) * sizeof(float));
   embedding_forward_kernel<<<unsigned(n), kThreads, 0, stream_>>>(ids, table, dim, b, out);
   AUTOTP_LAUNCHED("embedding_forward_kernel");
 }
@@ -65,6 +68,9 @@ void CudaBackendImpl::embedding_backward(const int32_t* ids, int64_t n, const fl
   check(n <= INT32_MAX, "cuda embedding_backward: ", n, " tokens exceed the grid size");
   const Blocks b = to_blocks(blocks, "embedding_backward");
   Timed t(*this, "embedding");
+  int64_t rows = 0;  // of the table: its blocks' extent
+  for (const VocabBlock& k : blocks) rows = std::max(rows, k.col + k.len);
+  wrote(dtable, size_t(rows * dim) * sizeof(float));
   // One scratch buffer: sorted ids, token order before and after the sort, cub's workspace.
   const int num = int(n);
   size_t temp_bytes = 0;

@@ -1,6 +1,8 @@
 // GEMMs on bf16 operands with fp32 accumulation and an fp32 C (cublasGemmEx, compute 32F:
 // cuBLAS runs them on the tensor cores). Weights come from the bf16 shadow of the parameters;
-// other operands (activations, gradients) are converted into scratch first.
+// operands an op wrote with Use::Gemm come as the bf16 copy it wrote; other operands
+// (activations, gradients) are converted into scratch first.
+#include <algorithm>
 #include <climits>
 
 #include "kernels/cuda/cuda_impl.cuh"
@@ -49,10 +51,60 @@ __nv_bfloat16* CudaBackendImpl::shadow_of(const float* x, size_t n) const {
 void CudaBackendImpl::touched(const void* p, size_t bytes) {
   const auto b = reinterpret_cast<uintptr_t>(p), pi = reinterpret_cast<uintptr_t>(params_);
   if (params_ && b < pi + params_n_ * sizeof(float) && b + bytes > pi) shadow_fresh_ = 0;
+  wrote(p, bytes);
+}
+
+namespace {
+bool overlap(uintptr_t a, size_t abytes, uintptr_t b, size_t bbytes) {
+  return a < b + bbytes && b < a + abytes;
+}
+}  // namespace
+
+void CudaBackendImpl::wrote(const void* p, size_t bytes) {
+  if (narrow_.empty() || !bytes) return;
+  const auto b = reinterpret_cast<uintptr_t>(p);
+  drop_narrow([&](const Narrow& r) { return overlap(r.begin, r.n * sizeof(float), b, bytes); });
+}
+
+__nv_bfloat16* CudaBackendImpl::narrow_output(
+    float* out, size_t n, Use use, std::initializer_list<std::pair<const void*, size_t>> inputs) {
+  wrote(out, n * sizeof(float));
+  if (use != Use::Gemm || !n || narrow_off_) return nullptr;
+  const auto o = reinterpret_cast<uintptr_t>(out);
+  for (auto [p, bytes] : inputs)
+    if (p && overlap(o, n * sizeof(float), reinterpret_cast<uintptr_t>(p), bytes)) return nullptr;
+  auto* data = reinterpret_cast<__nv_bfloat16*>(out);
+  narrow_.push_back({o, n, data});
+  return data;
+}
+
+__nv_bfloat16* CudaBackendImpl::narrow_output_in(Scratch slot, const float* out, size_t n,
+                                                 Use use) {
+  wrote(out, n * sizeof(float));
+  if (use != Use::Gemm || !n || narrow_off_) return nullptr;
+  auto* data = static_cast<__nv_bfloat16*>(scratch(slot, n * sizeof(__nv_bfloat16)));
+  // The slot's previous narrow copy, if any, is gone with its contents.
+  drop_narrow([&](const Narrow& r) { return r.data == data; });
+  narrow_.push_back({reinterpret_cast<uintptr_t>(out), n, data});
+  return data;
+}
+
+const __nv_bfloat16* CudaBackendImpl::take_narrow(const float* x, size_t n) {
+  const auto b = reinterpret_cast<uintptr_t>(x);
+  for (size_t k = 0; k < narrow_.size(); ++k) {
+    const Narrow r = narrow_[k];
+    if (b >= r.begin && b + n * sizeof(float) <= r.begin + r.n * sizeof(float) &&
+        (b - r.begin) % sizeof(float) == 0) {
+      narrow_.erase(narrow_.begin() + std::ptrdiff_t(k));
+      return r.data + (b - r.begin) / sizeof(float);
+    }
+  }
+  return nullptr;
 }
 
 const __nv_bfloat16* CudaBackendImpl::bf16_operand(const float* x, size_t n, Scratch slot) {
   if (const __nv_bfloat16* s = shadow_of(x, n)) return s;
+  if (const __nv_bfloat16* s = take_narrow(x, n)) return s;
   auto* y = static_cast<__nv_bfloat16*>(scratch(slot, n * sizeof(__nv_bfloat16)));
   to_bf16(x, y, n, stream_);
   return y;
@@ -66,8 +118,10 @@ void CudaBackendImpl::matmul(int64_t M, int64_t N, int64_t K, const float* A, bo
     return;
   }
   Timed t(*this, "gemm");
-  gemm(M, N, K, bf16_operand(A, size_t(M * K), Scratch::GemmA), transA,
-       bf16_operand(B, size_t(K * N), Scratch::GemmB), transB, C, accumulate);
+  const __nv_bfloat16* a = bf16_operand(A, size_t(M * K), Scratch::GemmA);
+  const __nv_bfloat16* b = bf16_operand(B, size_t(K * N), Scratch::GemmB);
+  wrote(C, size_t(M * N) * sizeof(float));
+  gemm(M, N, K, a, transA, b, transB, C, accumulate);
 }
 
 void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
@@ -75,8 +129,12 @@ void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, con
   if (N == 0 || O == 0 || I == 0) return Backend::linear_backward_gemms(N, O, I, dy, x, W, dW, dx);
   Timed t(*this, "gemm");
   const __nv_bfloat16* d = bf16_operand(dy, size_t(N * O), Scratch::GemmA);
-  gemm(O, I, N, d, true, bf16_operand(x, size_t(N * I), Scratch::GemmB), false, dW, true);
-  gemm(N, I, O, d, false, bf16_operand(W, size_t(O * I), Scratch::GemmC), false, dx, false);
+  const __nv_bfloat16* xb = bf16_operand(x, size_t(N * I), Scratch::GemmB);
+  const __nv_bfloat16* wb = bf16_operand(W, size_t(O * I), Scratch::GemmC);
+  wrote(dW, size_t(O * I) * sizeof(float));
+  wrote(dx, size_t(N * I) * sizeof(float));
+  gemm(O, I, N, d, true, xb, false, dW, true);
+  gemm(N, I, O, d, false, wb, false, dx, false);
 }
 
 void CudaBackendImpl::gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16* a, bool transA,

@@ -93,6 +93,7 @@ void CudaBackendImpl::adamw(float* p, float* m, float* v, const float* g, size_t
                             const AdamWStep& s, bool decay, float grad_scale) {
   if (!n) return;
   Timed t(*this, "optimizer");
+  for (float* out : {p, m, v}) wrote(out, n * sizeof(float));
   const AdamWArgs a{s, decay, grad_scale};
   // Parameters with a bf16 copy get it written here, which spares params_changed() a pass.
   __nv_bfloat16* sh = shadow_of(p, n);

@@ -38,6 +38,7 @@ void rope(CudaBackendImpl& be, float* x, int64_t N, int64_t T, int64_t ld, int64
   const int64_t half = rotary_dim / 2;
   if (N <= 0 || n_heads <= 0 || half <= 0) return;
   CudaBackendImpl::Timed t(be, "norm+rope");
+  be.wrote(x, size_t((N - 1) * ld + n_heads * head_dim) * sizeof(float));
   check(n_heads * half <= INT32_MAX, "cuda rope: ", n_heads, " heads x ", half,
         " pairs exceed 32-bit indexing");
   rope_kernel<<<unsigned(std::min<int64_t>(N, 65535)), kThreads, 0, be.stream()>>>(

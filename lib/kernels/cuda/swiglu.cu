@@ -7,59 +7,46 @@ namespace autotp::cuda {
 
 namespace {
 // One block per row (grid-stride over rows), threads over the row's columns: no 64-bit division
-// per element, and 16-byte accesses where I is a multiple of 4 (V = float4) or not (V = float).
+// per element, and K floats per access (4 when I % 4 == 0 and the buffers are 16-byte aligned).
+// OutT: float, or __nv_bfloat16 for a Use::Gemm output.
 __device__ __forceinline__ float silu(float g) {
   return g / (1.0f + expf(-g));
 }
 
-template <typename V>
-__global__ void swiglu_forward_kernel(const float* gu, int64_t N, int64_t I, float* out) {
-  constexpr int k = sizeof(V) / sizeof(float);
-  const int64_t cols = I / k;
+template <int K, typename OutT>
+__global__ void swiglu_forward_kernel(const float* gu, int64_t N, int64_t I, OutT* out) {
   for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
-    const V* g = reinterpret_cast<const V*>(gu + r * 2 * I);
-    const V* u = reinterpret_cast<const V*>(gu + r * 2 * I + I);
-    V* o = reinterpret_cast<V*>(out + r * I);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const V gv = g[c], uv = u[c];
-      V ov;
-      const float *gp = reinterpret_cast<const float*>(&gv),
-                  *up = reinterpret_cast<const float*>(&uv);
-      float* op = reinterpret_cast<float*>(&ov);
+    const float* g = gu + r * 2 * I;
+    for (int64_t c = int64_t(threadIdx.x) * K; c < I; c += int64_t(blockDim.x) * K) {
+      float gv[K], uv[K];
+      load_k<K>(g + c, gv);
+      load_k<K>(g + I + c, uv);
 #pragma unroll
-      for (int j = 0; j < k; ++j) op[j] = up[j] * silu(gp[j]);
-      o[c] = ov;
+      for (int j = 0; j < K; ++j) uv[j] *= silu(gv[j]);
+      store_k<K>(out + r * I + c, uv);
     }
   }
 }
 
 // du = d * silu(g);  dg = d * u * silu'(g),  silu'(g) = sig(g) * (1 + g * (1 - sig(g)))
-template <typename V>
+template <int K, typename OutT>
 __global__ void swiglu_backward_kernel(const float* dout, const float* gu, int64_t N, int64_t I,
-                                       float* dgu) {
-  constexpr int k = sizeof(V) / sizeof(float);
-  const int64_t cols = I / k;
+                                       OutT* dgu) {
   for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
-    const V* g = reinterpret_cast<const V*>(gu + r * 2 * I);
-    const V* u = reinterpret_cast<const V*>(gu + r * 2 * I + I);
-    const V* d = reinterpret_cast<const V*>(dout + r * I);
-    V* dg = reinterpret_cast<V*>(dgu + r * 2 * I);
-    V* du = reinterpret_cast<V*>(dgu + r * 2 * I + I);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const V gv = g[c], uv = u[c], dv = d[c];
-      V dgv, duv;
-      const float *gp = reinterpret_cast<const float*>(&gv),
-                  *up = reinterpret_cast<const float*>(&uv),
-                  *dp = reinterpret_cast<const float*>(&dv);
-      float *dgp = reinterpret_cast<float*>(&dgv), *dup = reinterpret_cast<float*>(&duv);
+    const float* g = gu + r * 2 * I;
+    for (int64_t c = int64_t(threadIdx.x) * K; c < I; c += int64_t(blockDim.x) * K) {
+      float gv[K], uv[K], dv[K], dg[K], du[K];
+      load_k<K>(g + c, gv);
+      load_k<K>(g + I + c, uv);
+      load_k<K>(dout + r * I + c, dv);
 #pragma unroll
-      for (int j = 0; j < k; ++j) {
-        const float sig = 1.0f / (1.0f + expf(-gp[j]));
-        dup[j] = dp[j] * gp[j] * sig;
-        dgp[j] = dp[j] * up[j] * sig * (1.0f + gp[j] * (1.0f - sig));
+      for (int j = 0; j < K; ++j) {
+        const float sig = 1.0f / (1.0f + expf(-gv[j]));
+        du[j] = dv[j] * gv[j] * sig;
+        dg[j] = dv[j] * uv[j] * sig * (1.0f + gv[j] * (1.0f - sig));
       }
-      dg[c] = dgv;
-      du[c] = duv;
+      store_k<K>(dgu + r * 2 * I + c, dg);
+      store_k<K>(dgu + r * 2 * I + I + c, du);
     }
   }
 }
@@ -67,26 +54,31 @@ __global__ void swiglu_backward_kernel(const float* dout, const float* gu, int64
 unsigned row_blocks(int64_t N) {
   return unsigned(std::min<int64_t>(N, 65535));
 }
+
 }  // namespace
 
-void CudaBackendImpl::swiglu_forward(const float* gu, int64_t N, int64_t I, float* out) {
+void CudaBackendImpl::swiglu_forward(const float* gu, int64_t N, int64_t I, float* out, Use use) {
   if (N <= 0 || I <= 0) return;
   Timed t(*this, "swiglu");
-  if (I % 4 == 0 && aligned16(gu, out))
-    swiglu_forward_kernel<float4><<<row_blocks(N), kThreads, 0, stream_>>>(gu, N, I, out);
-  else
-    swiglu_forward_kernel<float><<<row_blocks(N), kThreads, 0, stream_>>>(gu, N, I, out);
+  __nv_bfloat16* narrow =
+      narrow_output(out, size_t(N * I), use, {{gu, size_t(N * 2 * I) * sizeof(float)}});
+  dispatch_out(I % 4 == 0 && aligned16(gu, out), out, narrow, [&](auto k, auto* o) {
+    swiglu_forward_kernel<decltype(k)::value><<<row_blocks(N), kThreads, 0, stream_>>>(gu, N, I, o);
+  });
   AUTOTP_LAUNCHED("swiglu_forward_kernel");
 }
 
 void CudaBackendImpl::swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I,
-                                      float* dgu) {
+                                      float* dgu, Use use) {
   if (N <= 0 || I <= 0) return;
   Timed t(*this, "swiglu");
-  if (I % 4 == 0 && aligned16(gu, dgu, dout))
-    swiglu_backward_kernel<float4><<<row_blocks(N), kThreads, 0, stream_>>>(dout, gu, N, I, dgu);
-  else
-    swiglu_backward_kernel<float><<<row_blocks(N), kThreads, 0, stream_>>>(dout, gu, N, I, dgu);
+  __nv_bfloat16* narrow = narrow_output(
+      dgu, size_t(N * 2 * I), use,
+      {{gu, size_t(N * 2 * I) * sizeof(float)}, {dout, size_t(N * I) * sizeof(float)}});
+  dispatch_out(I % 4 == 0 && aligned16(gu, dgu, dout), dgu, narrow, [&](auto k, auto* o) {
+    swiglu_backward_kernel<decltype(k)::value>
+        <<<row_blocks(N), kThreads, 0, stream_>>>(dout, gu, N, I, o);
+  });
   AUTOTP_LAUNCHED("swiglu_backward_kernel");
 }
 
