@@ -589,6 +589,7 @@ TEST_F(CudaVsCpu, GemmOutputsYieldToLaterWrites) {
   Twin x = upload(random(size_t(N * H), -2, 2)), w = upload(random(size_t(H), 0.5f, 1.5f));
   Twin out = poisoned(size_t(N * H)), rstd = poisoned(size_t(N));
   const std::vector<float> later = random(size_t(N * H));
+  Twin sq = upload(random(size_t(H * H)));  // the B of the GEMM that overwrites
   // Overwritten by each kind of write: a memory op, an elementwise op, a GEMM, a kernel.
   for (int how = 0; how < 4; ++how) {
     cpu_->rmsnorm_forward(x.c, w.c, N, H, 1e-5f, out.c, rstd.c, Use::Gemm);
@@ -599,7 +600,7 @@ TEST_F(CudaVsCpu, GemmOutputsYieldToLaterWrites) {
       const float* sp = be == cpu_.get() ? src.c : src.g;
       if (how == 0) be->copy(sp, o, size_t(N * H) * sizeof(float));
       if (how == 1) be->copy_cols(sp, H, 0, o, H, 0, N, H, false);
-      if (how == 2) be->matmul(N, H, H, sp, false, sp, true, o, false);
+      if (how == 2) be->matmul(N, H, H, sp, false, be == cpu_.get() ? sq.c : sq.g, true, o, false);
       if (how == 3)
         be->rmsnorm_forward(sp, be == cpu_.get() ? w.c : w.g, N, H, 1e-5f, o,
                             be == cpu_.get() ? rstd.c : rstd.g, Use::Any);
