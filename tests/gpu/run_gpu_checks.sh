@@ -291,9 +291,9 @@ fi
 
 # ---- checkpoints on the GPU --------------------------------------------------------------------
 # Bit-exact resume on the CUDA backend (its kernels use no atomics: a run repeats bit for bit):
-# 100 steps, save, resume to 200 must equal the uninterrupted 200-step run exactly. Then the
-# step-100 checkpoint resharded from TP1xDP1 to TP2xDP2 resumes on the MPI-staged comm and must
-# follow the same curve within bf16 tolerance.
+# half the steps (100 of 200), save, resume to the end must equal the uninterrupted run
+# exactly. Then the half-way checkpoint resharded from TP1xDP1 to TP2xDP2 resumes on the
+# MPI-staged comm and must follow the same curve within bf16 tolerance.
 if [ "$quick" = 1 ]; then
   skip resume_cuda "AUTOTP_GPU_CHECKS_QUICK=1"
 elif [ "$dry" != 1 ] && [ -x "$train" ] && [ -x "$build/tools/autotp-reshard" ]; then
@@ -301,16 +301,17 @@ elif [ "$dry" != 1 ] && [ -x "$train" ] && [ -x "$build/tools/autotp-reshard" ];
   data=()
   [ -n "$tok" ] && data=(--data "$tok")
   one=(--device cuda --comm nccl --tp_size 1 --dp_size 1 --gradient_accumulation_steps 2)
-  check resume_cuda_first100 240 "${mpirun[@]}" -np 1 "$train" "${one[@]}" --num_steps 100 \
+  half=$((steps / 2))
+  check resume_cuda_first_half 240 "${mpirun[@]}" -np 1 "$train" "${one[@]}" --num_steps $half \
     --save_dir "$runs/ck" --out_dir "$runs/cuda_resumed" "${data[@]}"
-  check resume_cuda_next100 240 "${mpirun[@]}" -np 1 "$train" "${one[@]}" --num_steps "$steps" \
+  check resume_cuda_second_half 240 "${mpirun[@]}" -np 1 "$train" "${one[@]}" --num_steps "$steps" \
     --save_dir "$runs/ck" --resume --out_dir "$runs/cuda_resumed" "${data[@]}"
   compare resume_cuda_bitexact cuda_resumed cuda_nccl_tp1dp1 --max-rel 0 --final-rel 0
-  check reshard_1x1_to_2x2 120 "$build/tools/autotp-reshard" "$runs/ck/100" "$runs/ck22" \
+  check reshard_1x1_to_2x2 120 "$build/tools/autotp-reshard" "$runs/ck/$half" "$runs/ck22" \
     --tp_size 2 --dp_size 2
-  # The resumed run appends to the metrics of the steps it did not run (the first 100).
+  # The resumed run appends to the metrics of the steps it did not run (the first half).
   mkdir -p "$runs/cuda_resharded"
-  head -n 100 "$runs/cuda_resumed/metrics.jsonl" >"$runs/cuda_resharded/metrics.jsonl"
+  head -n $half "$runs/cuda_resumed/metrics.jsonl" >"$runs/cuda_resharded/metrics.jsonl"
   check resume_resharded_2x2 240 "${mpirun[@]}" -np 4 "$train" --device cuda --comm mpi \
     --tp_size 2 --dp_size 2 --num_steps "$steps" --save_dir "$runs/ck22" --resume \
     --out_dir "$runs/cuda_resharded" "${data[@]}"
