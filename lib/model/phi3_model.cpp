@@ -21,9 +21,13 @@ std::vector<VocabBlock> blocks_of(const std::vector<std::pair<int64_t, int64_t>>
   return b;
 }
 
-// A site's input is read by its GEMM alone, once, unless the site converts it first.
+// A site's input is read by its GEMM alone, once, unless the site converts it first; likewise
+// the gradient of its output, by the backward's GEMMs.
 Use gemm_use(const LinearSite& s) {
   return s.converts_input() ? Use::Any : Use::Gemm;
+}
+Use grad_gemm_use(const LinearSite& s) {
+  return s.converts_output() ? Use::Any : Use::Gemm;
 }
 
 std::string layer_name(int64_t l, const char* what) {
@@ -431,12 +435,9 @@ void Phi3Model::forward_layers(const int32_t* inputs, const int32_t* targets, in
 void Phi3Model::chunk_loss_stats(int64_t r0, int64_t rows, bool reduce) {
   const int64_t N = int64_t(B_) * T_;
   float *m = ce_ + r0, *s = ce_ + N + r0, *z = ce_ + 2 * N + r0;
-  if (!vocab_parallel_ce_) {
-    be_.ce_stats(logits_, rows, logits_width_, tgt_ + r0, logit_blocks_, m, s, z);
-    return;
-  }
-  float* m_rank = ce_ + 3 * N + r0;
+  float* m_rank = vocab_parallel_ce_ ? ce_ + 3 * N + r0 : m;  // this rank's max
   be_.ce_stats(logits_, rows, logits_width_, tgt_ + r0, logit_blocks_, m_rank, s, z);
+  if (!vocab_parallel_ce_) return;
   be_.copy(m_rank, m, size_t(rows) * sizeof(float));
   tg_.all_reduce_max(m, size_t(rows));
   be_.ce_rescale(m_rank, m, rows, s);
@@ -541,10 +542,8 @@ void Phi3Model::lm_head_backward(int64_t r0, int64_t rows, float grad_scale) {
   const int64_t in_w = lm_head_.converts_input() ? lm_head_.in_local(tg_.size()) : H_;
   const float* lm_in = lm_head_.converts_input() ? lm_xin_ : lnf_;
   held_chunk_ = -1;  // overwritten by its gradient
-  // The gradient goes only to the GEMMs of linear_backward, unless that converts it first.
   be_.ce_backward(logits_, rows, logits_width_, ce_ + r0, ce_ + N + r0, tgt_ + r0, logit_blocks_,
-                  kIgnoreIndex, grad_scale / float(num_targets_),
-                  lm_head_.converts_output() ? Use::Any : Use::Gemm);
+                  kIgnoreIndex, grad_scale / float(num_targets_), grad_gemm_use(lm_head_));
   linear_backward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, grads_ + lm_head_.w_offset,
                   logits_, lm_in + r0 * in_w, rows, sc_dy_, sc_dx_, d_ln_ + r0 * H_);
 }
@@ -617,9 +616,8 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
 
   linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, dres_, act, N, sc_dy_,
                   sc_dx_, sc_d1_);
-  // d[gate | up] is gate_up_proj's dy, read by its GEMMs alone unless the site converts it.
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
-                      L.gate_up.converts_output() ? Use::Any : Use::Gemm);
+                      grad_gemm_use(L.gate_up));
   const float* gu_in = norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2);
   linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset, sc_d2_,
                   gu_in, N, sc_dy_, sc_dx_, d_ln_);

@@ -114,7 +114,6 @@ table
 
 for r in $RUNS; do
   c=${r%%:*} impl=${r#*:}
-  [ "$r" = tiny ] && c=tiny
   case $c in
     1)
       shape=(--model phi-4-mini --layers 8 --seq_length 2048 --micro_batch_size 4)
