@@ -48,7 +48,11 @@ struct AdamWStep {
 //         unspecified: 2 bytes written per element instead of 4 written, 4 read and 2 written
 //         again by the conversion. The CPU backend writes fp32 either way. Any later write into
 //         the buffer, by any op, makes it an ordinary fp32 buffer again.
-enum class Use { Any, Gemm };
+//   Narrow: only ops that read narrow inputs, any number of times, until the buffer is written
+//         again: GEMM operands (as for Gemm) and the inputs that an op's comment marks
+//         "(narrow)". A CUDA backend then keeps only the bf16 copy, as PyTorch's autocast keeps
+//         these activations; the CPU backend writes fp32 either way.
+enum class Use { Any, Gemm, Narrow };
 
 class Backend {
  public:
@@ -73,11 +77,19 @@ class Backend {
   // row-major: A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB).
   virtual void matmul(int64_t M, int64_t N, int64_t K, const float* A, bool transA, const float* B,
                       bool transB, float* C, bool accumulate) = 0;
-  // The two GEMMs of the backward of y[N, O] = x[N, I] W[O, I]^T, in one call so that a backend
-  // that converts operands converts dy once:
-  //   dW[O, I] += dy^T x        dx[N, I] = dy W   (overwritten)
+  // A linear layer's GEMM, y[N, O] = x[N, I] W[O, I]^T (overwritten), with the Use of y.
+  virtual void linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W,
+                           float* y, Use use) {
+    (void)use;
+    matmul(N, O, I, x, false, W, true, y, false);
+  }
+  // The two GEMMs of its backward, in one call so that a backend that converts operands
+  // converts dy once:
+  //   dW[O, I] += dy^T x        dx[N, I] = dy W   (overwritten; dx_use is its Use)
   virtual void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
-                                     const float* x, const float* W, float* dW, float* dx) {
+                                     const float* x, const float* W, float* dW, float* dx,
+                                     Use dx_use) {
+    (void)dx_use;
     matmul(O, I, N, dy, true, x, false, dW, true);
     matmul(N, I, O, dy, false, W, false, dx, false);
   }
@@ -122,6 +134,7 @@ class Backend {
   // x: N rows of stride ld; token row i has position i % T; heads start at x, head_dim apart.
   // cos, sin: [T, rotary_dim/2] (already scaled by LongRoPE's attention factor).
   // forward rotates (x_j, x_{j+rd/2}) by the angle; backward applies the transpose.
+  // x (narrow: a narrow x stays narrow).
   virtual void rope_forward(float* x, int64_t N, int64_t T, int64_t ld, int64_t n_heads,
                             int64_t head_dim, int64_t rotary_dim, const float* cos,
                             const float* sin) = 0;
@@ -133,14 +146,16 @@ class Backend {
   // qkv [B*T, (nq + 2*nkv) * hd], per row [q heads | k heads | v heads] (after RoPE);
   // out [B*T, nq*hd]; lse [B, nq, T] = log-sum-exp of each scaled score row (saved for the
   // backward). Query head h reads kv head h / (nq / nkv); scale 1/sqrt(hd); softmax in fp32.
+  // qkv (narrow); `use` is out's: read by o_proj's GEMMs and attention_backward.
   virtual void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq, int64_t nkv,
-                                 int64_t hd, float* out, float* lse) = 0;
-  // dqkv (same layout as qkv) is overwritten.
+                                 int64_t hd, float* out, float* lse, Use use) = 0;
+  // dqkv (same layout as qkv) is overwritten. qkv (narrow), out (narrow).
   virtual void attention_backward(const float* dout, const float* qkv, const float* out,
                                   const float* lse, int64_t B, int64_t T, int64_t nq, int64_t nkv,
                                   int64_t hd, float* dqkv) = 0;
 
   // ---- SwiGLU: gu [N, 2I] per row [gate | up]; out [N, I] = up * silu(gate) ----
+  // gu (narrow), and the backward's dout (narrow).
   virtual void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out, Use use) = 0;
   virtual void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I, float* dgu,
                                Use use) = 0;  // dgu overwritten
@@ -150,6 +165,7 @@ class Backend {
   // - m[n]) over this rank's columns; z[n] = logits[n, col of target] when a block holds
   // targets[n], else 0. Loss of row n = log(s) + m - z (after stage 2 under vocab parallelism),
   // ignored where targets[n] == ignore_index.
+  // logits (narrow).
   virtual void ce_stats(const float* logits, int64_t N, int64_t V, const int32_t* targets,
                         const std::vector<VocabBlock>& blocks, float* m, float* s, float* z) = 0;
   // Stage 2, vocab-parallel only, once the model has all-reduced the max of m over TP into mg:
@@ -158,7 +174,7 @@ class Backend {
   virtual void ce_rescale(const float* m, const float* mg, int64_t N, float* s) = 0;
   // Stage 3, in place: logits <- scale * (softmax - onehot(target)), rows with an ignored
   // target <- 0. softmax = exp(logits - m) / s with the global m and s. Use::Gemm: the lm_head
-  // backward's GEMMs are its only readers.
+  // backward's GEMMs are its only readers (logits (narrow) require it).
   virtual void ce_backward(float* logits, int64_t N, int64_t V, const float* m, const float* s,
                            const int32_t* targets, const std::vector<VocabBlock>& blocks,
                            int32_t ignore_index, float scale, Use use) = 0;
@@ -198,7 +214,7 @@ class Backend {
                      int64_t head_dim, int64_t rotary_dim, const float* cos, const float* sin)     \
       override;                                                                                    \
   void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq, int64_t nkv,          \
-                         int64_t hd, float* out, float* lse) override;                             \
+                         int64_t hd, float* out, float* lse, Use use) override;                    \
   void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse, \
                           int64_t B, int64_t T, int64_t nq, int64_t nkv, int64_t hd, float* dqkv)  \
       override;                                                                                    \

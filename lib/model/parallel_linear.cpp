@@ -18,7 +18,7 @@ LinearSite LinearSite::make(const ParamSlot& slot, int64_t tp, const Layout& src
 }
 
 const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const float* W,
-                            const float* x, int64_t N, float* xin, float* tmp, float* y) {
+                            const float* x, int64_t N, float* xin, float* tmp, float* y, Use use) {
   const int64_t tp = g.size(), O = s.out_local(tp), I = s.in_local(tp);
   const float* a = x;
   if (s.converts_input()) {
@@ -27,7 +27,7 @@ const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const 
   }
   float* out = s.converts_output() ? tmp : y;
   // out[N, O] = a[N, I] @ W_local[O, I]^T
-  be.matmul(N, O, I, a, false, W, true, out, false);
+  be.linear_gemm(N, O, I, a, W, out, s.split == 1 || s.converts_output() ? Use::Any : use);
   // Row-parallel: each rank summed over its input columns only -> partial sums -> all-reduce.
   if (s.split == 1) g.all_reduce_sum(out, size_t(N * O));
   if (s.converts_output()) g.convert(s.out_layout, s.dst, out, N, s.out, y);
@@ -36,7 +36,7 @@ const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const 
 
 void linear_backward(Backend& be, TpGroup& g, const LinearSite& s, const float* W, float* dW,
                      const float* dy, const float* xin, int64_t N, float* tmp_dy, float* tmp_dx,
-                     float* dx) {
+                     float* dx, Use use) {
   const int64_t tp = g.size(), O = s.out_local(tp), I = s.in_local(tp);
   // dy (dst) -> d(out) (out_layout): the backward of convert(out -> dst) is convert(dst -> out).
   const float* d = dy;
@@ -48,7 +48,8 @@ void linear_backward(Backend& be, TpGroup& g, const LinearSite& s, const float* 
   // every rank and out = sum of the partials gives each partial the same gradient.
   // dW_local[O, I] += d[N, O]^T @ xin[N, I];  d(in)[N, I] = d[N, O] @ W_local[O, I]
   float* din = s.converts_input() ? tmp_dx : dx;
-  be.linear_backward_gemms(N, O, I, d, xin, W, dW, din);
+  be.linear_backward_gemms(N, O, I, d, xin, W, dW, din,
+                           s.split == 0 || s.converts_input() ? Use::Any : use);
   // Column-parallel: each rank's din covers its output rows only, a partial sum of the full
   // input gradient -> all-reduce makes it full (the R invariant).
   if (s.split == 0) g.all_reduce_sum(din, size_t(N * I));

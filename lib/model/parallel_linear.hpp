@@ -31,13 +31,17 @@ struct LinearSite {
 // Forward: y (dst) = convert(x (src)) W^T. `xin` receives the converted input when
 // converts_input() (it is what the backward needs; otherwise the backward uses x itself);
 // `tmp` holds the GEMM output when converts_output(). Returns the GEMM input pointer.
+// `use` is y's Use (kernels/backend.hpp); it holds only where the GEMM writes y directly (no
+// all-reduce, no layout conversion after it), and is Any elsewhere.
 const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const float* W,
-                            const float* x, int64_t N, float* xin, float* tmp, float* y);
+                            const float* x, int64_t N, float* xin, float* tmp, float* y,
+                            Use use = Use::Any);
 
 // Backward: dW += dy^T xin; dx (src layout, overwritten) = the input gradient, FULL when src
 // is R. dy is in dst layout; tmp_dy and tmp_dx are scratch of the GEMM's output/input widths.
+// `use` is dx's Use, holding only where the GEMM writes dx directly (as in the forward).
 void linear_backward(Backend& be, TpGroup& g, const LinearSite& s, const float* W, float* dW,
                      const float* dy, const float* xin, int64_t N, float* tmp_dy, float* tmp_dx,
-                     float* dx);
+                     float* dx, Use use = Use::Any);
 
 }  // namespace autotp

@@ -346,7 +346,7 @@ float Phi3Model::forward(const int32_t* inputs, const int32_t* targets, int B, i
   const int64_t N = int64_t(B) * T;
   for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
     const int64_t rows = std::min(chunk_, N - r0);
-    chunk_logits(r0, rows);
+    chunk_logits(r0, rows, Use::Narrow);
     chunk_loss_stats(r0, rows, false);
   }
   if (vocab_parallel_ce_) tg_.all_reduce_sum(ce_ + N, size_t(2 * N));  // s and z together
@@ -361,7 +361,7 @@ float Phi3Model::forward_backward(const int32_t* inputs, const int32_t* targets,
   // Chunks in backward()'s order, so that dW accumulates as it does there.
   for (int64_t r0 = last_chunk(); r0 >= 0; r0 -= chunk_) {
     const int64_t rows = std::min(chunk_, N - r0);
-    chunk_logits(r0, rows);
+    chunk_logits(r0, rows, Use::Narrow);
     chunk_loss_stats(r0, rows, true);
     if (num_targets_) lm_head_backward(r0, rows, grad_scale);
   }
@@ -471,17 +471,23 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   float* P = params_;
 
   // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in ln_ already.
-  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, ln_, N, a.qkv_xin, sc_y_, a.att_in);
+  // qkv is read by RoPE (in place) and the attention alone: kept narrow.
+  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, ln_, N, a.qkv_xin, sc_y_, a.att_in,
+                 Use::Narrow);
   // RoPE on the q and k heads, which lie side by side at the start of each row.
   be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
-  be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse);
+  // out is read by o_proj's GEMMs and the attention backward alone, unless o_proj converts it.
+  be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse,
+                        L.o.converts_input() ? Use::Any : Use::Narrow);
   linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_);
   // mid = x + attn, and ln_ = rmsnorm(mid) for gate_up_proj
   be_.add_rmsnorm_forward(sc_out_, x, a.mid, P + L.ln2, N, H_, eps, ln_, a.rstd2,
                           gemm_use(L.gate_up));
 
   // out = h + down_proj(up * silu(gate)),  [gate | up] = gate_up_proj(rmsnorm(h))
-  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, ln_, N, a.gu_xin, sc_y_, a.sw_in);
+  // [gate | up] is read by the SwiGLU alone (here and twice in the backward): kept narrow.
+  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, ln_, N, a.gu_xin, sc_y_, a.sw_in,
+                 Use::Narrow);
   be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_, gemm_use(L.down));
   linear_forward(be_, tg_, L.down, P + L.down.w_offset, act_, N, a.down_xin, sc_y_, sc_out_);
   // out = mid + mlp, and the norm of `out` that comes next: layer l + 1's ln1 (read by its
@@ -495,10 +501,10 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
                           next_rstd, next_use);
 }
 
-void Phi3Model::chunk_logits(int64_t r0, int64_t rows) {
+void Phi3Model::chunk_logits(int64_t r0, int64_t rows, Use use) {
   float* xin = lm_head_.converts_input() ? lm_xin_ + r0 * lm_head_.in_local(tg_.size()) : nullptr;
   linear_forward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, lnf_ + r0 * H_, rows, xin, sc_y_,
-                 logits_);
+                 logits_, use);
   held_chunk_ = r0;
 }
 
@@ -509,7 +515,7 @@ std::vector<float> Phi3Model::gather_logits() {
   float* full = vocab_parallel_ce_ ? be_.alloc(size_t(chunk_ * V_)) : logits_;
   for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
     const int64_t rows = std::min(chunk_, N - r0);
-    if (held_chunk_ != r0) chunk_logits(r0, rows);
+    chunk_logits(r0, rows, Use::Any);  // in fp32 (the forward's are narrow)
     if (vocab_parallel_ce_) tg_.gather(lm_head_.dst, logits_, rows, V_, full);
     be_.to_host(full, out.data() + r0 * V_, size_t(rows * V_) * sizeof(float));
   }
@@ -529,7 +535,7 @@ void Phi3Model::backward(float grad_scale) {
   const int64_t N = int64_t(B_) * T_;
   for (int64_t r0 = last_chunk(); r0 >= 0 && num_targets_; r0 -= chunk_) {
     const int64_t rows = std::min(chunk_, N - r0);
-    if (held_chunk_ != r0) chunk_logits(r0, rows);
+    if (held_chunk_ != r0) chunk_logits(r0, rows, Use::Narrow);
     lm_head_backward(r0, rows, grad_scale);
   }
   backward_layers();
@@ -615,7 +621,7 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   }
 
   linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, dres_, act, N, sc_dy_,
-                  sc_dx_, sc_d1_);
+                  sc_dx_, sc_d1_, Use::Narrow);  // read by swiglu_backward alone
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
                       grad_gemm_use(L.gate_up));
   const float* gu_in = norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2);

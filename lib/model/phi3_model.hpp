@@ -145,7 +145,8 @@ class Phi3Model {
   void lm_head_backward(int64_t r0, int64_t rows, float grad_scale);
   void backward_layers();
   void layer_backward(int l, int64_t B, int64_t T);
-  void chunk_logits(int64_t r0, int64_t rows);  // logits_ = logits of rows [r0, r0 + rows)
+  // logits_ = logits of rows [r0, r0 + rows); Use::Narrow where only the cross-entropy reads them.
+  void chunk_logits(int64_t r0, int64_t rows, Use use);
   std::vector<float> slot_to_host(const float* base, const std::string& name) const;
 
   ModelConfig config_;

@@ -16,8 +16,11 @@
 # short by the device's time keeps what matters (bench.md is rewritten after each). Default:
 #   "1:autotp 1:torch-compile 2:autotp 1:torch-eager 2:torch-compile 3:autotp 2:torch-eager
 #    3:torch-eager" (torch-compile on case 3 takes minutes of warmup: add 3:torch-compile).
-# impl: autotp, autotp-fp32out (autotp with AUTOTP_CUDA_GEMM_OUTPUTS=fp32: the A/B of the
-# Use::Gemm outputs), torch-eager, torch-compile.
+# impl: autotp; autotp-fp32c (AUTOTP_CUDA_GEMM_OUTPUTS=fp32c: the GEMMs write C in fp32 where
+# a narrow bf16 C is allowed, the A/B of cuBLAS's bf16 C); autotp-fp32out
+# (AUTOTP_CUDA_GEMM_OUTPUTS=fp32: no bf16 outputs at all, the A/B of Use::Gemm and
+# Use::Narrow); torch-eager; torch-compile. (AUTOTP_ATTN_DS_BYTES=0, by hand, makes the attention
+# backward recompute dS instead of storing it.)
 # "tiny" in RUNS is a smoke test of this script on the CPU (the tiny preset, autotp and eager).
 # Environment: PYTHON (python3), MPIRUN (mpirun), STEPS (10), WARMUP (3), RUN_TIMEOUT (240 s
 # per run), GEMM_SIZE (8192), LADDER ("1 2 4 8"), DEVICE (tiny: cpu).
@@ -57,6 +60,7 @@ run() {
     # they save). --bind-to none: the model's initialisation threads need every core.
     local env=()
     [ "$impl" = autotp-fp32out ] && env=(-x AUTOTP_CUDA_GEMM_OUTPUTS=fp32)
+    [ "$impl" = autotp-fp32c ] && env=(-x AUTOTP_CUDA_GEMM_OUTPUTS=fp32c)
     timeout "$RUN_TIMEOUT" "$MPIRUN" --allow-run-as-root --bind-to none "${env[@]}" -np 1 \
       "$BENCH" --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" >>"$log" 2>&1
   else

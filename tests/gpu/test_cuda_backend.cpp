@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -40,11 +41,27 @@ double attention_tol(int64_t hd) {
   return hd == 16 || hd == 32 || hd == 64 || hd == 128 ? 1e-2 : 1e-4;
 }
 
-// AUTOTP_ATTN_FP32=1 for a scope: the CUDA backend then runs its fp32 attention kernels.
-struct Fp32Attention {
-  Fp32Attention() { setenv("AUTOTP_ATTN_FP32", "1", 1); }
-  ~Fp32Attention() { unsetenv("AUTOTP_ATTN_FP32"); }
+// An environment variable set for a scope (the CUDA backend reads these per call).
+struct EnvScope {
+  EnvScope(const char* name, const std::string& value) : name_(name) {
+    setenv(name, value.c_str(), 1);
+  }
+  ~EnvScope() { unsetenv(name_); }
+  const char* name_;
 };
+// AUTOTP_ATTN_FP32=1: the fp32 attention kernels.
+struct Fp32Attention : EnvScope {
+  Fp32Attention() : EnvScope("AUTOTP_ATTN_FP32", "1") {}
+};
+// AUTOTP_ATTN_DS_BYTES: the budget of the stored dS of the tensor-core backward; 0 recomputes
+// dS in the dQ blocks. dS_unit_bytes is what one (batch, kv head) takes (attention_tc.cu).
+struct DsBudget : EnvScope {
+  explicit DsBudget(int64_t bytes) : EnvScope("AUTOTP_ATTN_DS_BYTES", std::to_string(bytes)) {}
+};
+int64_t ds_unit_bytes(int64_t T, int64_t nq, int64_t nkv) {
+  const int64_t nt = (T + 63) / 64;
+  return nq / nkv * nt * (nt + 1) / 2 * 64 * 64 * 2;
+}
 
 uint32_t run_seed() {
   static const uint32_t seed = [] {
@@ -192,10 +209,28 @@ class CudaVsCpu : public ::testing::Test {
     const int64_t K = 23;
     Twin x = upload(random(size_t(M * K))), W = upload(random(size_t(O * K)));
     Twin dW = upload(random(size_t(O * K))), dx = poisoned(size_t(M * K));
-    cpu_->linear_backward_gemms(M, O, K, dy.c, x.c, W.c, dW.c, dx.c);
-    gpu_->linear_backward_gemms(M, O, K, dy.g, x.g, W.g, dW.g, dx.g);
+    cpu_->linear_backward_gemms(M, O, K, dy.c, x.c, W.c, dW.c, dx.c, Use::Any);
+    gpu_->linear_backward_gemms(M, O, K, dy.g, x.g, W.g, dW.g, dx.g, Use::Any);
     expect_close(what + " as dy: dW", dW, kBf16Tol);
     expect_close(what + " as dy: dx", dx, kBf16Tol);
+  }
+
+  // The bf16 copy that a Use::Gemm output leaves in its own buffer (the first 2n bytes) is bf16
+  // of the Use::Any output, bit for bit: this fails if the backend wrote fp32 instead.
+  void expect_narrow_bits(const std::string& what, const std::vector<float>& any,
+                          const float* gemm_out) {
+    std::vector<uint16_t> got(any.size());
+    gpu_->to_host(gemm_out, got.data(), got.size() * sizeof(uint16_t));
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < any.size(); ++i)
+      if (got[i] != bf16_bits(any[i]) && !bad++) first = i;
+    EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << any.size()
+                       << " bf16 values differ from the fp32 output rounded, first at " << first;
+  }
+  static uint16_t bf16_bits(float f) {  // round to nearest even (finite inputs)
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof(u));
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
 
   // Forward and backward of one attention shape on both backends, compared.
@@ -205,8 +240,8 @@ class CudaVsCpu : public ::testing::Test {
                                     long(T), long(nq), long(nkv));
     Twin qkv = upload(random(size_t(N * ld), -2, 2));
     Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
-    cpu_->attention_forward(qkv.c, B, T, nq, nkv, hd, out.c, lse.c);
-    gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g);
+    cpu_->attention_forward(qkv.c, B, T, nq, nkv, hd, out.c, lse.c, Use::Any);
+    gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g, Use::Any);
     expect_close("attention_forward out" + tag, out, tol);
     expect_close("attention_forward lse" + tag, lse, tol);
     // Each backend's backward reads its own forward's out and lse.
@@ -215,6 +250,20 @@ class CudaVsCpu : public ::testing::Test {
     cpu_->attention_backward(dout.c, qkv.c, out.c, lse.c, B, T, nq, nkv, hd, dqkv.c);
     gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
     expect_close("attention_backward dqkv" + tag, dqkv, tol);
+    // A narrow out (the step's: o_proj's GEMMs and this backward read it): on the tensor-core
+    // path the buffer holds bf16 of the fp32 out, bit for bit, and the backward reads it.
+    if (tol != kBf16Tol || std::getenv("AUTOTP_ATTN_FP32")) return;
+    const std::vector<float> any = host(*gpu_, out.g, out.n);
+    Twin out2 = upload(host(*cpu_, out.c, out.n));  // the CPU's out; the GPU's is poisoned
+    const std::vector<float> bad(out.n, std::numeric_limits<float>::quiet_NaN());
+    gpu_->from_host(bad.data(), out2.g, out.n * sizeof(float));
+    gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out2.g, lse.g, Use::Narrow);
+    expect_narrow_bits("attention_forward (Narrow) out" + tag, any, out2.g);
+    poison(dqkv);
+    cpu_->attention_backward(dout.c, qkv.c, out2.c, lse.c, B, T, nq, nkv, hd, dqkv.c);
+    gpu_->attention_backward(dout.g, qkv.g, out2.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
+    expect_close("attention_backward dqkv of a narrow out" + tag, dqkv, tol);
+    expect_gemm_reads("attention_forward (Narrow) out" + tag, out2, N, nq * hd);
   }
 
   std::unique_ptr<CudaBackend> gpu_;
@@ -300,9 +349,11 @@ TEST_F(CudaVsCpu, MatmulReadsTheParamShadow) {
 }
 
 // The fused pair of a linear's backward GEMMs (one dy conversion) against the CPU's two
-// matmuls, with W from the shadow and standalone.
+// matmuls, with W from the shadow and standalone. The one-row case sums 63 products per dx
+// element: with 3, one random draw in a few hundred cancelled to 1e-2 of the terms and bf16's
+// rounding of the terms then exceeded the tolerance (seed 1592257824).
 TEST_F(CudaVsCpu, LinearBackwardGemms) {
-  for (auto [N, O, I] : std::vector<Dims3>{{67, 45, 129}, {300, 256, 96}, {1, 3, 2}}) {
+  for (auto [N, O, I] : std::vector<Dims3>{{67, 45, 129}, {300, 256, 96}, {1, 63, 2}}) {
     Twin params = upload(random(size_t(O * I + 7)));
     gpu_->params_changed(params.g, params.n);
     cpu_->params_changed(params.c, params.n);
@@ -312,14 +363,61 @@ TEST_F(CudaVsCpu, LinearBackwardGemms) {
       Twin dW = upload(random(size_t(O * I))), dx = poisoned(size_t(N * I));
       const float* wc = shadow ? params.c + 7 : W.c;
       const float* wg = shadow ? params.g + 7 : W.g;
-      cpu_->linear_backward_gemms(N, O, I, dy.c, x.c, wc, dW.c, dx.c);
-      gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, wg, dW.g, dx.g);
+      cpu_->linear_backward_gemms(N, O, I, dy.c, x.c, wc, dW.c, dx.c, Use::Any);
+      gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, wg, dW.g, dx.g, Use::Any);
       const std::string tag =
           name_of(" %ldx%ldx%ld%s", long(N), long(O), long(I), shadow ? " W(shadow)" : "");
       expect_close("linear_backward_gemms dW +=" + tag, dW, kBf16Tol);
       expect_close("linear_backward_gemms dx" + tag, dx, kBf16Tol);
     }
   }
+}
+
+// Use::Narrow GEMM outputs (linear_gemm's y, linear_backward_gemms' dx): the buffer holds bf16
+// (its first 2n bytes are the result within bf16 rounding, which fp32 bits would not be), and
+// that copy serves every narrow reader until the buffer is written: the SwiGLU forward twice, its
+// backward (gu and dout both narrow), and a GEMM.
+TEST_F(CudaVsCpu, NarrowGemmOutputsServeEveryReader) {
+  const int64_t N = 37, I = 64, H = 96;  // gate_up: [N, H] -> [N, 2I]; down's dx: [N, I]
+  Twin x = upload(random(size_t(N * H))), Wgu = upload(random(size_t(2 * I * H)));
+  Twin gu = poisoned(size_t(N * 2 * I));
+  cpu_->linear_gemm(N, 2 * I, H, x.c, Wgu.c, gu.c, Use::Narrow);
+  gpu_->linear_gemm(N, 2 * I, H, x.g, Wgu.g, gu.g, Use::Narrow);
+  auto expect_bf16_in_buffer = [&](const char* what, const Twin& t) {
+    std::vector<uint16_t> raw(t.n);
+    gpu_->to_host(t.g, raw.data(), raw.size() * sizeof(uint16_t));
+    std::vector<float> got(t.n);
+    for (size_t i = 0; i < t.n; ++i) {
+      const uint32_t u = uint32_t(raw[i]) << 16;
+      std::memcpy(&got[i], &u, sizeof(float));
+    }
+    const std::vector<float> want = host(*cpu_, t.c, t.n);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < t.n; ++i) {
+      worst = std::max(worst, std::abs(double(got[i]) - double(want[i])));
+      scale = std::max(scale, std::abs(double(want[i])));
+    }
+    EXPECT_LE(worst / scale, kBf16Tol) << what << ": the buffer does not hold its bf16 values";
+  };
+  expect_bf16_in_buffer("linear_gemm (Narrow)", gu);
+  for (int read = 0; read < 2; ++read) {
+    Twin act = poisoned(size_t(N * I));
+    cpu_->swiglu_forward(gu.c, N, I, act.c, Use::Any);
+    gpu_->swiglu_forward(gu.g, N, I, act.g, Use::Any);
+    expect_close(name_of("swiglu_forward of a narrow gu, read %d", read), act, kBf16Tol);
+  }
+  Twin dy = upload(random(size_t(N * H))), Wd = upload(random(size_t(H * I)));
+  Twin dWd = upload(random(size_t(H * I))), dact = poisoned(size_t(N * I));
+  Twin act = upload(random(size_t(N * I)));
+  cpu_->linear_backward_gemms(N, H, I, dy.c, act.c, Wd.c, dWd.c, dact.c, Use::Narrow);
+  gpu_->linear_backward_gemms(N, H, I, dy.g, act.g, Wd.g, dWd.g, dact.g, Use::Narrow);
+  expect_close("linear_backward_gemms (Narrow dx) dW", dWd, kBf16Tol);
+  expect_bf16_in_buffer("linear_backward_gemms (Narrow dx) dx", dact);
+  Twin dgu = poisoned(size_t(N * 2 * I));
+  cpu_->swiglu_backward(dact.c, gu.c, N, I, dgu.c, Use::Any);
+  gpu_->swiglu_backward(dact.g, gu.g, N, I, dgu.g, Use::Any);
+  expect_close("swiglu_backward of narrow dout and gu", dgu, kBf16Tol);
+  expect_gemm_reads("linear_gemm (Narrow) output", gu, N, 2 * I);
 }
 
 // ---------------------------------------------------------------- elementwise
@@ -408,7 +506,7 @@ TEST_F(CudaVsCpu, TokenReductionsAreDeterministic) {
 // ---------------------------------------------------------------- RMSNorm
 
 TEST_F(CudaVsCpu, RmsNormForwardBackwardAndFusedAdd) {
-  for (auto [N, H] : std::vector<Dims2>{{37, 300}, {4, 5120}, {3, 16}}) {
+  for (auto [N, H] : std::vector<Dims2>{{37, 300}, {4, 5120}, {3, 16}, {300, 40}, {5, 301}}) {
     const float eps = 1e-5f;
     Twin x = upload(random(size_t(N * H), -2, 2)), w = upload(random(size_t(H), 0.5f, 1.5f));
     Twin out = poisoned(size_t(N * H)), rstd = poisoned(size_t(N));
@@ -417,11 +515,13 @@ TEST_F(CudaVsCpu, RmsNormForwardBackwardAndFusedAdd) {
     const std::string tag = name_of(" N %ld H %ld", long(N), long(H));
     expect_close("rmsnorm_forward out" + tag, out, kFp32Tol);
     expect_close("rmsnorm_forward rstd" + tag, rstd, kFp32Tol);
+    const std::vector<float> any = host(*gpu_, out.g, out.n);
     poison(out);
     poison(rstd);
     cpu_->rmsnorm_forward(x.c, w.c, N, H, eps, out.c, rstd.c, Use::Gemm);
     gpu_->rmsnorm_forward(x.g, w.g, N, H, eps, out.g, rstd.g, Use::Gemm);
     expect_close("rmsnorm_forward (Gemm) rstd" + tag, rstd, kFp32Tol);
+    expect_narrow_bits("rmsnorm_forward (Gemm) out" + tag, any, out.g);
     expect_gemm_reads("rmsnorm_forward (Gemm) out" + tag, out, N, H);
     Twin dout = upload(random(size_t(N * H)));
     Twin dx = upload(random(size_t(N * H))), dw = upload(random(size_t(H)));  // both add
@@ -486,6 +586,17 @@ TEST_F(CudaVsCpu, AttentionForwardBackward) {
       }
     }
   }
+  // The tensor-core backward's other two ways: dS stored one (batch, kv head) per pass (B x nkv
+  // passes), and recomputed (no budget).
+  for (int64_t T : {17, 130, 300}) {
+    for (auto [nq, nkv] : std::vector<Dims2>{{8, 4}, {3, 1}}) {
+      for (int64_t budget : {ds_unit_bytes(T, nq, nkv), int64_t(0)}) {
+        SCOPED_TRACE(budget ? "dS stored, one unit per pass" : "dS recomputed");
+        DsBudget scope(budget);
+        attention_case(B, T, nq, nkv, 128, attention_tol(128));
+      }
+    }
+  }
   // The fp32 kernels at a tensor-core head dim (they stay the fallback).
   Fp32Attention fp32;
   for (int64_t T : {17, 300}) attention_case(B, T, 8, 4, 64, 1e-4);
@@ -500,9 +611,14 @@ TEST_F(CudaVsCpu, AttentionLongSequenceAndTimes) {
   ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
   ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
   ASSERT_EQ(cudaEventCreate(&e2), cudaSuccess);
-  // B 4 is the training step's shape; the fp32 kernels are timed at B 1 only (they are slow).
-  for (auto [Bt, fp32] : std::vector<std::pair<int64_t, bool>>{{1, false}, {4, false}, {1, true}}) {
+  // B 4 is the training step's shape, timed with dS stored (the default) and recomputed; the
+  // fp32 kernels are timed at B 1 only (they are slow).
+  enum Path { kStored, kRecomputed, kFp32 };
+  for (auto [Bt, path] : std::vector<std::pair<int64_t, Path>>{
+           {1, kStored}, {4, kStored}, {4, kRecomputed}, {1, kFp32}}) {
+    const bool fp32 = path == kFp32;
     std::unique_ptr<Fp32Attention> scope(fp32 ? new Fp32Attention : nullptr);
+    std::unique_ptr<DsBudget> budget(path == kRecomputed ? new DsBudget(0) : nullptr);
     const int64_t N = Bt * T, ld = (nq + 2 * nkv) * hd;
     Twin qkv = upload(random(size_t(N * ld), -2, 2)), dout = upload(random(size_t(N * nq * hd)));
     Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(Bt * nq * T));
@@ -512,7 +628,7 @@ TEST_F(CudaVsCpu, AttentionLongSequenceAndTimes) {
     std::vector<float> first;
     for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up
       cudaEventRecord(e0, gpu_->stream());
-      gpu_->attention_forward(qkv.g, Bt, T, nq, nkv, hd, out.g, lse.g);
+      gpu_->attention_forward(qkv.g, Bt, T, nq, nkv, hd, out.g, lse.g, Use::Any);
       cudaEventRecord(e1, gpu_->stream());
       gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, Bt, T, nq, nkv, hd, dqkv.g);
       cudaEventRecord(e2, gpu_->stream());
@@ -527,24 +643,57 @@ TEST_F(CudaVsCpu, AttentionLongSequenceAndTimes) {
     const std::vector<float> last = host(*gpu_, dqkv.g, dqkv.n);
     EXPECT_EQ(std::memcmp(first.data(), last.data(), last.size() * sizeof(float)), 0)
         << "attention_backward is not deterministic";
-    // Useful causal flops: 2 matmuls forward, 5 backward (7 run: both backward kernels
-    // recompute S and dP).
+    // Useful causal flops: 2 matmuls forward, 5 backward (7 run where the dQ blocks recompute
+    // S and dP).
     const double mm = 2.0 * Bt * nq * double(T) * double(T) / 2 * hd;
+    const char* what[] = {"tensor cores, dS stored", "tensor cores, dS recomputed", "fp32 kernels"};
     std::printf(
         "  attention %s B %ld T %ld hd %ld nq/nkv %ld/%ld: forward %.3f ms (%.0f TFLOP/s), "
         "backward %.3f ms (%.0f TFLOP/s)\n",
-        fp32 ? "fp32 kernels" : "tensor cores", long(Bt), long(T), long(hd), long(nq), long(nkv),
-        fwd, 2 * mm / fwd * 1e-9, bwd, 5 * mm / bwd * 1e-9);
+        what[path], long(Bt), long(T), long(hd), long(nq), long(nkv), fwd, 2 * mm / fwd * 1e-9, bwd,
+        5 * mm / bwd * 1e-9);
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
   cudaEventDestroy(e2);
 }
 
+// The step's attention input: qkv_proj's GEMM writes qkv narrow, RoPE rotates the bf16 copy in
+// place, and the attention reads it: the tensor-core kernels as it is, the fp32 kernels widened
+// (AUTOTP_ATTN_FP32, or a head dim without tensor-core kernels).
+TEST_F(CudaVsCpu, NarrowQkvThroughRopeAndAttention) {
+  for (auto [hd, fp32] :
+       std::vector<std::pair<int64_t, bool>>{{128, false}, {64, true}, {8, false}}) {
+    std::unique_ptr<Fp32Attention> scope(fp32 ? new Fp32Attention : nullptr);
+    const int64_t B = 2, T = 70, nq = 4, nkv = 2, H = 32, rd = hd / 2, ld = (nq + 2 * nkv) * hd;
+    const int64_t N = B * T;
+    const std::string tag = name_of(" hd %ld%s", long(hd), fp32 ? " (fp32 kernels)" : "");
+    Twin x = upload(random(size_t(N * H))), W = upload(random(size_t(ld * H), -0.5f, 0.5f));
+    Twin cos = upload(random(size_t(T * rd / 2), -1, 1)), sin = upload(random(size_t(T * rd / 2)));
+    Twin qkv = poisoned(size_t(N * ld));
+    for (Backend* be : {static_cast<Backend*>(cpu_.get()), static_cast<Backend*>(gpu_.get())}) {
+      const bool c = be == cpu_.get();
+      be->linear_gemm(N, ld, H, c ? x.c : x.g, c ? W.c : W.g, c ? qkv.c : qkv.g, Use::Narrow);
+      be->rope_forward(c ? qkv.c : qkv.g, N, T, ld, nq + nkv, hd, rd, c ? cos.c : cos.g,
+                       c ? sin.c : sin.g);
+    }
+    Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
+    cpu_->attention_forward(qkv.c, B, T, nq, nkv, hd, out.c, lse.c, Use::Narrow);
+    gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g, Use::Narrow);
+    expect_close("attention_forward lse of a narrow qkv" + tag, lse, kBf16Tol);
+    expect_gemm_reads("attention_forward out of a narrow qkv" + tag, out, N, nq * hd);
+    Twin dout = upload(random(size_t(N * nq * hd))), dqkv = poisoned(size_t(N * ld));
+    cpu_->attention_backward(dout.c, qkv.c, out.c, lse.c, B, T, nq, nkv, hd, dqkv.c);
+    gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g);
+    expect_close("attention_backward dqkv of a narrow qkv" + tag, dqkv, kBf16Tol);
+  }
+}
+
 TEST_F(CudaVsCpu, AttentionRejectsUncompiledHeadDim) {
   Twin qkv = upload(random(size_t(3 * 12))), out = poisoned(4), lse = poisoned(1);
-  EXPECT_TRUE(has(error_of([&] { gpu_->attention_forward(qkv.g, 1, 1, 1, 1, 12, out.g, lse.g); }),
-                  "head_dim 12"));
+  EXPECT_TRUE(
+      has(error_of([&] { gpu_->attention_forward(qkv.g, 1, 1, 1, 1, 12, out.g, lse.g, Use::Any); }),
+          "head_dim 12"));
 }
 
 // ---------------------------------------------------------------- SwiGLU
@@ -571,13 +720,19 @@ TEST_F(CudaVsCpu, SwigluForGemm) {
     const std::string tag = name_of(" I %ld", long(I));
     Twin gu = upload(random(size_t(N * 2 * I), -6, 6));
     Twin out = poisoned(size_t(N * I));
+    gpu_->swiglu_forward(gu.g, N, I, out.g, Use::Any);
+    const std::vector<float> any = host(*gpu_, out.g, out.n);
     cpu_->swiglu_forward(gu.c, N, I, out.c, Use::Gemm);
     gpu_->swiglu_forward(gu.g, N, I, out.g, Use::Gemm);
+    expect_narrow_bits("swiglu_forward (Gemm)" + tag, any, out.g);
     expect_gemm_reads("swiglu_forward (Gemm)" + tag, out, N, I);
     Twin dout = upload(random(size_t(N * I)));
     Twin dgu = poisoned(size_t(N * 2 * I));
+    gpu_->swiglu_backward(dout.g, gu.g, N, I, dgu.g, Use::Any);
+    const std::vector<float> dany = host(*gpu_, dgu.g, dgu.n);
     cpu_->swiglu_backward(dout.c, gu.c, N, I, dgu.c, Use::Gemm);
     gpu_->swiglu_backward(dout.g, gu.g, N, I, dgu.g, Use::Gemm);
+    expect_narrow_bits("swiglu_backward (Gemm)" + tag, dany, dgu.g);
     expect_backward_gemms_read("swiglu_backward (Gemm)" + tag, dgu, N, 2 * I);
   }
 }
@@ -590,24 +745,30 @@ TEST_F(CudaVsCpu, GemmOutputsYieldToLaterWrites) {
   Twin out = poisoned(size_t(N * H)), rstd = poisoned(size_t(N));
   const std::vector<float> later = random(size_t(N * H));
   Twin sq = upload(random(size_t(H * H)));  // the B of the GEMM that overwrites
-  // Overwritten by each kind of write: a memory op, an elementwise op, a GEMM, a kernel.
-  for (int how = 0; how < 4; ++how) {
-    cpu_->rmsnorm_forward(x.c, w.c, N, H, 1e-5f, out.c, rstd.c, Use::Gemm);
-    gpu_->rmsnorm_forward(x.g, w.g, N, H, 1e-5f, out.g, rstd.g, Use::Gemm);
+  // Overwritten by each kind of write: a memory op, an elementwise op, a GEMM, a kernel; for a
+  // Gemm output (one read) and a Narrow one (kept for every read until then).
+  for (int how = 0; how < 8; ++how) {
+    const Use use = how < 4 ? Use::Gemm : Use::Narrow;
+    cpu_->rmsnorm_forward(x.c, w.c, N, H, 1e-5f, out.c, rstd.c, use);
+    gpu_->rmsnorm_forward(x.g, w.g, N, H, 1e-5f, out.g, rstd.g, use);
+    if (use == Use::Narrow) expect_gemm_reads("Use::Narrow output before the write", out, N, H);
     Twin src = upload(later);
     for (Backend* be : {static_cast<Backend*>(cpu_.get()), static_cast<Backend*>(gpu_.get())}) {
       float* o = be == cpu_.get() ? out.c : out.g;
       const float* sp = be == cpu_.get() ? src.c : src.g;
-      if (how == 0) be->copy(sp, o, size_t(N * H) * sizeof(float));
-      if (how == 1) be->copy_cols(sp, H, 0, o, H, 0, N, H, false);
-      if (how == 2) be->matmul(N, H, H, sp, false, be == cpu_.get() ? sq.c : sq.g, true, o, false);
-      if (how == 3)
+      if (how % 4 == 0) be->copy(sp, o, size_t(N * H) * sizeof(float));
+      if (how % 4 == 1) be->copy_cols(sp, H, 0, o, H, 0, N, H, false);
+      if (how % 4 == 2)
+        be->matmul(N, H, H, sp, false, be == cpu_.get() ? sq.c : sq.g, true, o, false);
+      if (how % 4 == 3)
         be->rmsnorm_forward(sp, be == cpu_.get() ? w.c : w.g, N, H, 1e-5f, o,
                             be == cpu_.get() ? rstd.c : rstd.g, Use::Any);
     }
-    const double tol = how == 2 ? kBf16Tol : kFp32Tol;
-    expect_close(name_of("Use::Gemm output overwritten (way %d), read as fp32", how), out, tol);
-    expect_gemm_reads(name_of("Use::Gemm output overwritten (way %d)", how), out, N, H);
+    const double tol = how % 4 == 2 ? kBf16Tol : kFp32Tol;
+    const char* kind = use == Use::Gemm ? "Gemm" : "Narrow";
+    expect_close(name_of("Use::%s output overwritten (way %d), read as fp32", kind, how % 4), out,
+                 tol);
+    expect_gemm_reads(name_of("Use::%s output overwritten (way %d)", kind, how % 4), out, N, H);
   }
   // In place: out is x. The result must be fp32 and right.
   Twin y = upload(random(size_t(N * H), -2, 2));
@@ -658,6 +819,36 @@ TEST_F(CudaVsCpu, CrossEntropyVocabParallelAndIgnoreIndex) {
     cpu_->ce_backward(logits2.c, c.N, c.V, m.c, s.c, targets.c, c.blocks, ignore, scale, Use::Gemm);
     gpu_->ce_backward(logits2.g, c.N, c.V, m.g, s.g, targets.g, c.blocks, ignore, scale, Use::Gemm);
     expect_backward_gemms_read("ce_backward (Gemm)" + tag, logits2, c.N, c.V);
+  }
+}
+
+// Narrow logits (the lm_head's GEMM with Use::Narrow): ce_stats and ce_backward read the bf16
+// copy, and the gradient replaces it in place for the lm_head's backward GEMMs; on the 16-byte
+// path (V % 4 == 0) and the scalar one.
+TEST_F(CudaVsCpu, CrossEntropyOfNarrowLogits) {
+  const int32_t ignore = -100;
+  for (int64_t V : {3000, 3001}) {
+    const int64_t N = 29, H = 16;
+    const std::string tag = name_of(" V %ld", long(V));
+    const std::vector<VocabBlock> blocks{{0, 0, V}};
+    std::vector<int32_t> tg(static_cast<size_t>(N));
+    for (auto& t : tg) t = int32_t(randint(0, V - 1));
+    tg[1] = ignore;
+    TwinI targets = upload_ids(tg);
+    // Logits within +-1.5: bf16's rounding (2^-9 of each) moves s by ~0.3%, under the tolerance.
+    Twin x = upload(random(size_t(N * H))), W = upload(random(size_t(V * H), -0.25f, 0.25f));
+    Twin logits = poisoned(size_t(N * V));
+    cpu_->linear_gemm(N, V, H, x.c, W.c, logits.c, Use::Narrow);
+    gpu_->linear_gemm(N, V, H, x.g, W.g, logits.g, Use::Narrow);
+    Twin m = poisoned(size_t(N)), s = poisoned(size_t(N)), z = poisoned(size_t(N));
+    cpu_->ce_stats(logits.c, N, V, targets.c, blocks, m.c, s.c, z.c);
+    gpu_->ce_stats(logits.g, N, V, targets.g, blocks, m.g, s.g, z.g);
+    expect_close("ce_stats m of narrow logits" + tag, m, kBf16Tol);
+    expect_close("ce_stats s of narrow logits" + tag, s, kBf16Tol);
+    expect_close("ce_stats z of narrow logits" + tag, z, kBf16Tol);
+    cpu_->ce_backward(logits.c, N, V, m.c, s.c, targets.c, blocks, ignore, 0.5f, Use::Gemm);
+    gpu_->ce_backward(logits.g, N, V, m.g, s.g, targets.g, blocks, ignore, 0.5f, Use::Gemm);
+    expect_backward_gemms_read("ce_backward of narrow logits" + tag, logits, N, V);
   }
 }
 
@@ -799,8 +990,8 @@ TEST_F(CudaVsCpu, ProfilingCountsOpCategories) {
   gpu_->matmul(64, 64, 64, a.g, false, a.g, true, c.g, false);
   Twin qkv = upload(random(size_t(2 * 17 * 3 * 16))), out = poisoned(17 * 2 * 16);
   Twin lse = poisoned(2 * 17);
-  gpu_->attention_forward(qkv.g, 1, 17, 1, 1, 16, out.g, lse.g);
-  gpu_->attention_forward(qkv.g, 2, 17, 1, 1, 16, out.g, lse.g);
+  gpu_->attention_forward(qkv.g, 1, 17, 1, 1, 16, out.g, lse.g, Use::Any);
+  gpu_->attention_forward(qkv.g, 2, 17, 1, 1, 16, out.g, lse.g, Use::Any);
   auto t = gpu_->op_times_ms();
   EXPECT_GT(t["gemm"], 0.0);
   EXPECT_GT(t["attention"], 0.0);

@@ -38,7 +38,8 @@ void scores(const Heads& g, const float* q, const float* k, float scale, float* 
 }  // namespace
 
 void CpuBackend::attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq, int64_t nkv,
-                                   int64_t hd, float* out, float* lse) {
+                                   int64_t hd, float* out, float* lse, Use use) {
+  (void)use;  // fp32 either way
   const Heads g{T, nq, nkv, hd, (nq + 2 * nkv) * hd, nq * hd};
   const float scale = 1.0f / std::sqrt(float(hd));
   std::vector<float> S(size_t(T * T));

@@ -362,17 +362,25 @@ void check_shape(int64_t B, int64_t T, int64_t nq, int64_t nkv, const char* op) 
 }  // namespace
 
 void CudaBackendImpl::attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq,
-                                        int64_t nkv, int64_t hd, float* out, float* lse) {
+                                        int64_t nkv, int64_t hd, float* out, float* lse, Use use) {
   if (B <= 0 || T <= 0 || nq <= 0) return;
   check_shape(B, T, nq, nkv, "attention_forward");
   const Launch L{{T, int(nq), int(nkv), int(hd)}, B, stream_};
   const bool tc = tc_attention_applies(hd, qkv, out);
+  const size_t n_qkv = size_t(B * T * (nq + 2 * nkv) * hd), n_out = size_t(B * T * nq * hd);
+  const size_t n_lse = size_t(B * nq * T);
   void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, false)) : nullptr;
   Timed t(*this, "attention");
-  wrote(out, size_t(B * T * nq * hd) * sizeof(float));
-  wrote(lse, size_t(B * nq * T) * sizeof(float));
-  if (tc) return tc_attention_forward(qkv, L.g, B, stream_, s16, out, lse);
-  dispatch_hd(hd, [&](auto c) { forward_hd<decltype(c)::value>(L, qkv, out, lse); });
+  // A narrow qkv goes to the tensor-core kernels as it is; the fp32 ones get it widened.
+  const __nv_bfloat16* qkv16 = narrow_of(qkv, n_qkv, false);
+  const float* qkv32 = tc ? qkv : widened(qkv, n_qkv);
+  wrote(lse, n_lse * sizeof(float));
+  // The tensor-core kernels write a narrow out (bf16) when allowed; the fp32 ones write fp32.
+  __nv_bfloat16* out16 =
+      narrow_output(out, n_out, tc ? use : Use::Any,
+                    {{qkv, n_qkv * sizeof(float)}, {lse, n_lse * sizeof(float)}});
+  if (tc) return tc_attention_forward(qkv, qkv16, L.g, B, stream_, s16, out, out16, lse);
+  dispatch_hd(hd, [&](auto c) { forward_hd<decltype(c)::value>(L, qkv32, out, lse); });
 }
 
 void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, const float* out,
@@ -383,14 +391,21 @@ void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, co
   const Launch L{{T, int(nq), int(nkv), int(hd)}, B, stream_};
   float* D = static_cast<float*>(scratch(Scratch::AttnD, size_t(B * nq * T) * sizeof(float)));
   const bool tc = tc_attention_applies(hd, dout, qkv, dqkv, out);
+  const size_t n_qkv = size_t(B * T * (nq + 2 * nkv) * hd), n_out = size_t(B * T * nq * hd);
+  const __nv_bfloat16* qkv16 = narrow_of(qkv, n_qkv, false);
+  const __nv_bfloat16* out16 = narrow_of(out, n_out, false);
+  check(tc || !out16, "cuda attention_backward: its forward wrote a narrow out on the tensor-core ",
+        "path, but this call takes the fp32 kernels (AUTOTP_ATTN_FP32 changed in between?)");
   void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, true)) : nullptr;
   Timed t(*this, "attention");
-  wrote(dqkv, size_t(B * T * (nq + 2 * nkv) * hd) * sizeof(float));
-  if (tc) return tc_attention_backward(dout, qkv, out, lse, D, L.g, B, stream_, s16, dqkv);
+  const float* qkv32 = tc ? qkv : widened(qkv, n_qkv);
+  wrote(dqkv, n_qkv * sizeof(float));
+  if (tc)
+    return tc_attention_backward(dout, qkv, qkv16, out, out16, lse, D, L.g, B, stream_, s16, dqkv);
   attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout, out, L.g, B,
                                                                                  D);
   AUTOTP_LAUNCHED("attn_delta_kernel");
-  dispatch_hd(hd, [&](auto c) { backward_hd<decltype(c)::value>(L, dout, qkv, lse, D, dqkv); });
+  dispatch_hd(hd, [&](auto c) { backward_hd<decltype(c)::value>(L, dout, qkv32, lse, D, dqkv); });
 }
 
 }  // namespace autotp::cuda

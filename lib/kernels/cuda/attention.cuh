@@ -1,6 +1,6 @@
 #pragma once
-// What the two attention implementations share: the head layout of qkv / out / statistics,
-// the shared-memory opt-in, and the entry points of the tensor-core kernels
+// What the two attention implementations share: the head layout of qkv / out / statistics
+// and the entry points of the tensor-core kernels
 // (attention_tc.cu) that attention.cu dispatches to.
 #include <cstdint>
 #include <type_traits>
@@ -24,13 +24,6 @@ struct Heads {
   __device__ int64_t stat(int b, int h) const { return (int64_t(b) * nq + h) * T; }
 };
 
-// Kernels above 48 KiB of dynamic shared memory must opt in (H100: up to 227 KiB per block).
-template <typename K>
-void allow_smem(K kernel, size_t bytes, const char* name) {
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-             name, __FILE__, __LINE__);
-}
-
 // Head dims compiled into kernels as template arguments: with_head_dim calls
 // f(std::integral_constant<int, D>{}) for the D of the list equal to hd, false when none is.
 template <int... D>
@@ -47,12 +40,16 @@ bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* 
                           const void* d = nullptr);
 // Bytes of bf16 scratch the tensor-core kernels take (inputs rounded to bf16).
 size_t tc_attention_scratch_bytes(const Heads& g, int64_t B, bool backward);
-void tc_attention_forward(const float* qkv, const Heads& g, int64_t B, cudaStream_t stream,
-                          void* scratch, float* out, float* lse);
+// qkv is read from qkv16 (bf16) when given, else converted into scratch; out is written in
+// bf16 at out16 instead when that is given (a narrow output).
+void tc_attention_forward(const float* qkv, const __nv_bfloat16* qkv16, const Heads& g, int64_t B,
+                          cudaStream_t stream, void* scratch, float* out, __nv_bfloat16* out16,
+                          float* lse);
 // Also computes D[b, h, i] = sum_d dO O (the fp32 path's attn_delta_kernel) into D; dqkv is
-// overwritten.
-void tc_attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                           float* D, const Heads& g, int64_t B, cudaStream_t stream, void* scratch,
+// overwritten. qkv and out are read from qkv16 and out16 (bf16) when given.
+void tc_attention_backward(const float* dout, const float* qkv, const __nv_bfloat16* qkv16,
+                           const float* out, const __nv_bfloat16* out16, const float* lse, float* D,
+                           const Heads& g, int64_t B, cudaStream_t stream, void* scratch,
                            float* dqkv);
 
 }  // namespace autotp::cuda

@@ -150,24 +150,6 @@ __device__ void load_tile(uint32_t s, const bf16* __restrict__ src, int64_t ld, 
   }
 }
 
-// The same from fp32 rows (read once per block, so never converted in a separate pass),
-// rounded to bf16 on the way; synchronous.
-template <int HD, int R, int NT>
-__device__ void load_tile_f32(bf16* s, const float* __restrict__ src, int64_t ld, int64_t r0,
-                              int64_t T) {
-  constexpr int C = HD / 4, RS = NT / C;  // float4 per row, rows per round
-  static_assert(NT % C == 0 && R % RS == 0, "whole rows per round");
-  const int r = threadIdx.x / C, c = threadIdx.x % C;
-#pragma unroll
-  for (int k = 0; k < R / RS; ++k) {
-    const int rr = r + k * RS;
-    const float4 x = r0 + rr < T ? *reinterpret_cast<const float4*>(src + (r0 + rr) * ld + c * 4)
-                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    *reinterpret_cast<uint2*>(s + rr * Hd<HD>::LDS + c * 4) =
-        make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
-  }
-}
-
 // N floats of src from index i0 (zeros from index T on) -> s, by cp.async.
 template <int N, int NT>
 __device__ void load_vec(uint32_t s, const float* __restrict__ src, int64_t i0, int64_t T, int t) {
@@ -275,19 +257,22 @@ __device__ __forceinline__ void mma_px(float (&acc)[Hd<HD>::ND][4], const float 
                              reinterpret_cast<const float(&)[1][NB][4]>(p), x, lo, hi);
 }
 
-// dst[i, :HD] = mul * acc for the lane's rows i0 (elements 0, 1) and i0 + 8 (2, 3) below T.
-template <int HD>
-__device__ void store_rows(const float (&acc)[Hd<HD>::ND][4], float* __restrict__ dst, int64_t ld,
+// dst[i, :HD] = mul * acc for the lane's rows i0 (elements 0, 1) and i0 + 8 (2, 3) below T;
+// dst fp32, or bf16 (rounded to nearest even, as to_bf16 does).
+__device__ inline void store2(float* p, float x, float y) {
+  *reinterpret_cast<float2*>(p) = make_float2(x, y);
+}
+__device__ inline void store2(bf16* p, float x, float y) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
+}
+template <int HD, typename OutT>
+__device__ void store_rows(const float (&acc)[Hd<HD>::ND][4], OutT* __restrict__ dst, int64_t ld,
                            int64_t i0, int64_t T, float mul0, float mul1) {
   const int c = 2 * (threadIdx.x % 4);
 #pragma unroll
   for (int dn = 0; dn < Hd<HD>::ND; ++dn) {
-    if (i0 < T)
-      *reinterpret_cast<float2*>(dst + i0 * ld + dn * 8 + c) =
-          make_float2(acc[dn][0] * mul0, acc[dn][1] * mul0);
-    if (i0 + 8 < T)
-      *reinterpret_cast<float2*>(dst + (i0 + 8) * ld + dn * 8 + c) =
-          make_float2(acc[dn][2] * mul1, acc[dn][3] * mul1);
+    if (i0 < T) store2(dst + i0 * ld + dn * 8 + c, acc[dn][0] * mul0, acc[dn][1] * mul0);
+    if (i0 + 8 < T) store2(dst + (i0 + 8) * ld + dn * 8 + c, acc[dn][2] * mul1, acc[dn][3] * mul1);
   }
 }
 
@@ -297,10 +282,12 @@ struct Work {
   int64_t tile;
   int h, b;
 };
-__device__ Work decode(int64_t blk, int64_t nblk, int heads, int64_t ntiles, bool last_heaviest) {
-  const int64_t per = nblk / ntiles;  // heads * B
-  const int64_t t = blk / per, rest = blk % per;
-  return {last_heaviest ? ntiles - 1 - t : t, int(rest % heads), int(rest / heads)};
+// The grid covers the (batch, head) units [u0, u0 + nblk / ntiles) of b * heads + h.
+__device__ Work decode(int64_t blk, int64_t nblk, int heads, int64_t ntiles, bool last_heaviest,
+                       int64_t u0 = 0) {
+  const int64_t per = nblk / ntiles;  // units
+  const int64_t t = blk / per, u = u0 + blk % per;
+  return {last_heaviest ? ntiles - 1 - t : t, int(u % heads), int(u / heads)};
 }
 
 // ---------------------------------------------------------------- input passes
@@ -329,9 +316,11 @@ void to_bf16_cols(const float* src, int64_t ld, int64_t col0, int64_t ncols, int
   AUTOTP_LAUNCHED("to_bf16_cols_kernel");
 }
 
-// dout16 = bf16(dout) and D[b, h, i] = sum_d dO O over each head. A warp takes 32 float4 of a
-// row (one per lane); a head is hd / 4 adjacent lanes, summed by shuffles in a fixed order.
-__global__ void attn_prep_dout_kernel(const float* __restrict__ dout, const float* __restrict__ out,
+// dout16 = bf16(dout) and D[b, h, i] = sum_d dO O over each head (O fp32, or the forward's
+// narrow bf16). A warp takes 32 groups of 4 of a row (one per lane); a head is hd / 4 adjacent
+// lanes, summed by shuffles in a fixed order.
+template <typename OutT>
+__global__ void attn_prep_dout_kernel(const float* __restrict__ dout, const OutT* __restrict__ out,
                                       Heads g, int64_t rows, bf16* __restrict__ dout16,
                                       float* __restrict__ D) {
   const int lane = threadIdx.x % 32, L = g.hd / 4;  // L divides 32 (hd <= 128)
@@ -343,8 +332,9 @@ __global__ void attn_prep_dout_kernel(const float* __restrict__ dout, const floa
     float acc = 0.0f;
     if (c < chunks) {
       const float4 x = reinterpret_cast<const float4*>(dout + row * ldo)[c];
-      const float4 y = reinterpret_cast<const float4*>(out + row * ldo)[c];
-      acc = x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+      float y[4];
+      load_k<4>(out + row * ldo + 4 * c, y);
+      acc = x.x * y[0] + x.y * y[1] + x.z * y[2] + x.w * y[3];
       reinterpret_cast<uint2*>(dout16 + row * ldo)[c] =
           make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
     }
@@ -355,14 +345,13 @@ __global__ void attn_prep_dout_kernel(const float* __restrict__ dout, const floa
 
 // ---------------------------------------------------------------- forward
 
-// The forward's arguments: Q comes from qkv (fp32), K and V from kv16: [B T, 2 nkv hd] bf16,
-// rows [k heads | v heads].
+// The forward's arguments: qkv in bf16 (the narrow qkv, or a copy in scratch).
 struct Fwd {
-  const float* qkv;
-  const bf16* kv16;
+  const bf16* qkv;
   Heads g;
   float scale;
   float* out;
+  bf16* out16;  // out in bf16 instead (a narrow output), or null
   float* lse;
 };
 
@@ -387,24 +376,23 @@ __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
 
   const Heads& g = a.g;
   const float scale = a.scale;
-  const int64_t T = g.T, ldkv = int64_t(2) * g.nkv * HD;
+  const int64_t T = g.T, ld = g.ld();
   const Work w = decode(blockIdx.x, gridDim.x, g.nq, (T + BR - 1) / BR, true);
   const int64_t q0 = w.tile * BR;
   const int kvh = g.kv_of(w.h), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // The lane's rows: i0 + 16 mt and i0 + 16 mt + 8; its columns c0, c0 + 1 of each n-tile.
   const int64_t row0 = q0 + WR * warp, i0 = row0 + lane / 4;
   const int c0 = 2 * (lane % 4);
-  const bf16* kg = a.kv16 + w.b * T * ldkv + kvh * HD;
-  const bf16* vg = kg + g.nkv * HD;
+  const bf16 *kg = a.qkv + g.k(w.b, kvh), *vg = a.qkv + g.v(w.b, kvh);
 
   auto load_kv = [&](int kt) {
     const uint32_t off = (kt & 1) * BC * C::kRow;
-    load_tile<HD, BC, NT>(Ks + off, kg, ldkv, int64_t(kt) * BC, T, threadIdx.x);
-    load_tile<HD, BC, NT>(Vs + off, vg, ldkv, int64_t(kt) * BC, T, threadIdx.x);
+    load_tile<HD, BC, NT>(Ks + off, kg, ld, int64_t(kt) * BC, T, threadIdx.x);
+    load_tile<HD, BC, NT>(Vs + off, vg, ld, int64_t(kt) * BC, T, threadIdx.x);
   };
+  load_tile<HD, BR, NT>(Qs, a.qkv + g.q(w.b, w.h), ld, q0, T, threadIdx.x);
   load_kv(0);
   cp_commit();
-  load_tile_f32<HD, BR, NT>(reinterpret_cast<bf16*>(smem), a.qkv + g.q(w.b, w.h), g.ld(), q0, T);
 
   const uint32_t qa = Qs + WR * warp * C::kRow + off_a<HD>(lane);
   float o[MT][C::ND][4] = {};
@@ -487,7 +475,10 @@ __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
   for (int mt = 0; mt < MT; ++mt) {
     const int64_t i = i0 + 16 * mt;
     const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
-    store_rows<HD>(o[mt], a.out + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
+    if (a.out16)
+      store_rows<HD>(o[mt], a.out16 + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
+    else
+      store_rows<HD>(o[mt], a.out + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
     if (lane % 4 == 0) {
       if (i < T) L[i] = m[mt][0] * scale + logf(l0);
       if (i + 8 < T) L[i + 8] = m[mt][1] * scale + logf(l1);
@@ -497,7 +488,8 @@ __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
 
 // ---------------------------------------------------------------- backward
 
-// The backward's arguments: bf16 copies of qkv and dout, the saved lse, D.
+// The backward's arguments: bf16 copies of qkv and dout, the saved lse, D; where dS is stored,
+// the tiles of the (batch, kv head) units [u0, u0 + units) of this pass.
 struct Bwd {
   const bf16* qkv;
   const bf16* dout;
@@ -506,6 +498,8 @@ struct Bwd {
   Heads g;
   float scale;
   float* dqkv;
+  bf16* ds;
+  int64_t u0;
 };
 
 // One block shape for both parts of the backward: 8 warps.
@@ -513,6 +507,21 @@ constexpr int kBwdThreads = 256;
 constexpr int kDqRows = 128;  // query rows of a dQ block (16 per warp)
 constexpr int kDkvRows = 64;  // key rows of a dK/dV block (16 per warp of each warp group)
 constexpr int kGroup = 128;   // threads of a dK/dV warp group
+
+// dS = P (dP - D), as the dK/dV blocks compute it, stored for dQ = dS K: per (batch, query
+// head), the tiles of kDs queries x kDs keys on and below the diagonal, tile (qt, kt) at
+// qt (qt + 1) / 2 + kt, each [key][query] bf16 (the layout of dS^T in the dK/dV registers).
+// Storing it costs 2 bytes per causal score; recomputing it in the dQ blocks costs two
+// products (S and dP) per tile.
+constexpr int kDs = 64;
+__host__ __device__ inline int64_t ds_tiles(int64_t T) {
+  const int64_t nt = (T + kDs - 1) / kDs;
+  return nt * (nt + 1) / 2;
+}
+__device__ inline bf16* ds_tile(const Bwd& a, int b, int h, int64_t qt, int64_t kt) {
+  const int64_t unit = int64_t(b) * a.g.nq + h - a.u0 * (a.g.nq / a.g.nkv);
+  return a.ds + (unit * ds_tiles(a.g.T) + qt * (qt + 1) / 2 + kt) * kDs * kDs;
+}
 
 // Shared memory of dQ: Q and dO [kDqRows] each, K and V [2][kBc] each.
 template <int HD>
@@ -608,11 +617,15 @@ constexpr size_t dkv_smem() {
 // query tiles (BQ rows) from the diagonal on stream past, the even steps through warp group 0
 // and the odd ones through group 1 (each warp of a group owns 16 keys), whose sums are added
 // at the end (in a fixed order).
-template <int HD, int BQ>
+// With kStore, dS goes to a.ds as well.
+template <int HD, int BQ, bool kStore>
 __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int64_t nblk,
                                           const Bwd& a) {
   using C = Hd<HD>;
   constexpr int BK = kDkvRows, NB = BQ / 8;
+  // Query tiles start at the block's first key, so every warp has queries at or after its keys
+  // in every step; and the stored tiles are the steps' tiles.
+  static_assert(BQ == BK && BK == kDs, "dK/dV steps are dS tiles");
   const int gi = threadIdx.x / kGroup, t = threadIdx.x % kGroup;  // warp group, its thread
   const uint32_t Ks = smem_u32(smem), Vs = Ks + BK * C::kRow;
   const uint32_t gbase = 2 * BK * C::kRow + gi * dkv_group_smem<HD, BQ>();  // byte offset
@@ -623,7 +636,7 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
 
   const Heads& g = a.g;
   const int64_t T = g.T, ld = g.ld();
-  const Work w = decode(blk, nblk, g.nkv, (T + BK - 1) / BK, false);  // first tiles see most
+  const Work w = decode(blk, nblk, g.nkv, (T + BK - 1) / BK, false, a.u0);  // first: most
   const int64_t k0 = w.tile * BK;
   const int kvh = w.h, group = g.nq / g.nkv, warp = t / 32, lane = threadIdx.x % 32;
   const int64_t row0 = k0 + 16 * warp, j0 = row0 + lane / 4;  // the lane's keys: j0, j0 + 8
@@ -661,7 +674,6 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
       [&](int n) {
         const int it = gi + 2 * n;
         const int64_t q0 = qs + int64_t(it % nqt) * BQ;
-        if (q0 + BQ - 1 < row0) return;  // every query of the tile is before the warp's keys
         const uint32_t buf = n & 1;
         const uint32_t qt_s = Qs + buf * BQ * C::kRow, dot_s = dOs + buf * BQ * C::kRow;
         const float* Lt = Lp + buf * BQ;
@@ -696,6 +708,15 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
 #pragma unroll
             for (int e = 0; e < 4; ++e) ds[nb][e] = p[nb][e] * (ds[nb][e] - (e & 1 ? Dv.y : Dv.x));
           }
+          if constexpr (kStore) {  // rows j0, j0 + 8 of the tile; masked scores store 0
+            bf16* d = ds_tile(a, w.b, kvh * group + it / nqt, q0 / BQ, w.tile) +
+                      (16 * warp + lane / 4) * BQ + c0;
+#pragma unroll
+            for (int nb = 0; nb < NB; ++nb) {
+              *reinterpret_cast<uint32_t*>(d + nb * 8) = pack_bf16(ds[nb][0], ds[nb][1]);
+              *reinterpret_cast<uint32_t*>(d + 8 * BQ + nb * 8) = pack_bf16(ds[nb][2], ds[nb][3]);
+            }
+          }
           mma_px<HD, NB, kPart>(dv, p, dot_s + off_a<HD>(lane), lo, NB / 2);  // dV += P^T dO
           mma_px<HD, NB, kPart>(dk, ds, qt_s + off_a<HD>(lane), lo, NB / 2);  // dK += dS^T Q
         });
@@ -727,14 +748,96 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
   }
 }
 
-// One launch for both: the dK/dV blocks (the longest, a whole group of heads each) come first,
-// and the dQ blocks fill the SMs that their tail leaves idle.
+// dQ for kDqRows query rows (two dS tiles of queries) of one (batch, head) from the stored dS:
+// dQ = scale dS K, one product per key tile where recomputing dS takes three.
+template <int HD>
+constexpr size_t dq_ds_smem() {
+  return Hd<HD>::kRow * 2 * kBc + Hd<kDs>::kRow * 4 * kDs;  // K [2][kBc], dS^T [2][2][kDs]
+}
+
+template <int HD>
+__device__ __forceinline__ void dq_ds_block(unsigned char* smem, const Bwd& a) {
+  using C = Hd<HD>;
+  using S = Hd<kDs>;  // a dS^T tile: kDs rows of kDs bf16
+  constexpr int BR = kDqRows, NT = kBwdThreads;
+  static_assert(kBc == kDs && BR == 2 * kDs, "a key tile is a dS tile; a block two query tiles");
+  const uint32_t Ks = smem_u32(smem), Ss = Ks + 2 * kBc * C::kRow;
+
+  const Heads& g = a.g;
+  const int64_t T = g.T, ld = g.ld(), nt = (T + kDs - 1) / kDs;
+  const Work w =
+      decode(blockIdx.x, gridDim.x, g.nq, (T + BR - 1) / BR, true, a.u0 * (g.nq / g.nkv));
+  const int64_t q0 = w.tile * BR, qt0 = q0 / kDs;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row0 = q0 + 16 * warp, i0 = row0 + lane / 4;
+  const int half = warp / 4;  // the warp's rows are in query tile qt0 + half
+  const bf16* kg = a.qkv + g.k(w.b, g.kv_of(w.h));
+
+  auto load = [&](int kt) {
+    const uint32_t buf = kt & 1;
+    load_tile<HD, kBc, NT>(Ks + buf * kBc * C::kRow, kg, ld, int64_t(kt) * kBc, T, threadIdx.x);
+#pragma unroll
+    for (int s = 0; s < 2; ++s)
+      if (qt0 + s < nt && kt <= qt0 + s)
+        load_tile<kDs, kDs, NT>(Ss + (2 * buf + s) * kDs * S::kRow,
+                                ds_tile(a, w.b, w.h, qt0 + s, kt), kDs, 0, kDs, threadIdx.x);
+  };
+  load(0);
+  cp_commit();
+
+  float dq[C::ND][4] = {};
+  const int nk = int((min(T, q0 + BR) + kBc - 1) / kBc);
+  pipeline(
+      nk, load,
+      [&](int kt) {
+        const int64_t k0 = int64_t(kt) * kBc;
+        if (row0 >= T || k0 > row0 + 15) return;  // no row, or every key after the warp's rows
+        const uint32_t buf = kt & 1;
+        // A = dS rows of the warp from the stored dS^T: the .trans of off_b's addressing.
+        const uint32_t da =
+            Ss + (2 * buf + half) * kDs * S::kRow + off_b<kDs>(lane) + 16 * (warp % 4) * 2;
+        const uint32_t kb = Ks + buf * kBc * C::kRow + off_a<HD>(lane);
+        const int hi = int(min(int64_t(kBc / 16), (row0 + 15 - k0) / 16 + 1));  // dS 0 past it
+#pragma unroll
+        for (int kk = 0; kk < kBc / 16; ++kk) {
+          if (kk >= hi) break;
+          uint32_t af[4];
+          ldsm4t(af, da + kk * 16 * S::kRow);
+#pragma unroll
+          for (int dn = 0; dn < C::ND; dn += 2) {
+            uint32_t f[4];
+            ldsm4t(f, kb + kk * 16 * C::kRow + dn * 16);
+            mma(dq[dn], af, f[0], f[1]);
+            mma(dq[dn + 1], af, f[2], f[3]);
+          }
+        }
+      },
+      [] { __syncthreads(); });
+  store_rows<HD>(dq, a.dqkv + g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
+}
+
+// Stored dS: the dK/dV blocks of a pass, then its dQ blocks (a second launch: they read what
+// the first wrote).
+template <int HD, int BQ>
+__global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_ds(Bwd a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  dkv_block<HD, BQ, true>(smem, blockIdx.x, gridDim.x, a);
+}
+template <int HD>
+__global__ void __launch_bounds__(kBwdThreads) attn_backward_dq_ds(Bwd a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  dq_ds_block<HD>(smem, a);
+}
+
+// Recomputed dS (where storing it does not fit): one launch for both, the dK/dV blocks (the
+// longest, a whole group of heads each) first, and the dQ blocks fill the SMs that their tail
+// leaves idle.
 template <int HD, int BQ>
 __global__ void __launch_bounds__(kBwdThreads)
     attn_backward_mma(Bwd a, unsigned n_dkv, unsigned n_dq) {
   extern __shared__ __align__(128) unsigned char smem[];
   if (blockIdx.x < n_dkv)
-    dkv_block<HD, BQ>(smem, blockIdx.x, n_dkv, a);
+    dkv_block<HD, BQ, false>(smem, blockIdx.x, n_dkv, a);
   else
     dq_block<HD>(smem, blockIdx.x - n_dkv, n_dq, a);
 }
@@ -763,15 +866,41 @@ void forward_hd(const Fwd& a, int64_t B, cudaStream_t st) {
 // Query rows per dK/dV step.
 constexpr int kDkvBq = 64;
 
+// (batch, kv head) units whose dS fits the budget at once (AUTOTP_ATTN_DS_BYTES, default
+// 512 MiB: 415 MB at Phi-4-mini's 24 heads x 2048 x micro 4); 0: recompute dS in the dQ
+// blocks (long sequences: the stored dS grows with T^2).
+int64_t ds_units_per_pass(const Heads& g, int64_t B) {
+  const char* env = std::getenv("AUTOTP_ATTN_DS_BYTES");
+  const int64_t budget = env ? std::atoll(env) : int64_t(512) << 20;
+  const int64_t unit = int64_t(g.nq / g.nkv) * ds_tiles(g.T) * kDs * kDs * int64_t(sizeof(bf16));
+  return std::min(B * g.nkv, std::max(budget, int64_t(0)) / unit);
+}
+
 template <int HD>
-void backward_hd(const Bwd& a, int64_t B, cudaStream_t st) {
-  constexpr size_t smem = std::max(dkv_smem<HD, kDkvBq>(), dq_smem<HD>());
-  const int64_t n_dkv = blocks(a.g.T, kDkvRows, a.g.nkv, B);
-  const int64_t n_dq = blocks(a.g.T, kDqRows, a.g.nq, B);
-  auto kernel = attn_backward_mma<HD, kDkvBq>;
-  allow_smem(kernel, smem, "cudaFuncSetAttribute(attn_backward_mma)");
-  kernel<<<grid_size(n_dkv + n_dq), kBwdThreads, smem, st>>>(a, unsigned(n_dkv), unsigned(n_dq));
-  AUTOTP_LAUNCHED("attn_backward_mma");
+void backward_hd(Bwd a, int64_t B, int64_t units_per_pass, cudaStream_t st) {
+  const int64_t units = B * a.g.nkv, group = a.g.nq / a.g.nkv;
+  if (units_per_pass == 0) {
+    constexpr size_t smem = std::max(dkv_smem<HD, kDkvBq>(), dq_smem<HD>());
+    const int64_t n_dkv = blocks(a.g.T, kDkvRows, a.g.nkv, B);
+    const int64_t n_dq = blocks(a.g.T, kDqRows, a.g.nq, B);
+    auto kernel = attn_backward_mma<HD, kDkvBq>;
+    allow_smem(kernel, smem, "cudaFuncSetAttribute(attn_backward_mma)");
+    kernel<<<grid_size(n_dkv + n_dq), kBwdThreads, smem, st>>>(a, unsigned(n_dkv), unsigned(n_dq));
+    AUTOTP_LAUNCHED("attn_backward_mma");
+    return;
+  }
+  constexpr size_t smem_kv = dkv_smem<HD, kDkvBq>(), smem_q = dq_ds_smem<HD>();
+  allow_smem(attn_backward_dkv_ds<HD, kDkvBq>, smem_kv, "cudaFuncSetAttribute(attn_dkv_ds)");
+  allow_smem(attn_backward_dq_ds<HD>, smem_q, "cudaFuncSetAttribute(attn_dq_ds)");
+  for (a.u0 = 0; a.u0 < units; a.u0 += units_per_pass) {
+    const int64_t n = std::min(units_per_pass, units - a.u0);
+    attn_backward_dkv_ds<HD, kDkvBq>
+        <<<grid_size(blocks(a.g.T, kDkvRows, 1, n)), kBwdThreads, smem_kv, st>>>(a);
+    AUTOTP_LAUNCHED("attn_backward_dkv_ds");
+    attn_backward_dq_ds<HD>
+        <<<grid_size(blocks(a.g.T, kDqRows, 1, n * group)), kBwdThreads, smem_q, st>>>(a);
+    AUTOTP_LAUNCHED("attn_backward_dq_ds");
+  }
 }
 
 using TcDims = HeadDims<16, 32, 64, 128>;
@@ -785,36 +914,47 @@ bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* 
 }
 
 size_t tc_attention_scratch_bytes(const Heads& g, int64_t B, bool backward) {
-  // Forward: the K and V columns; backward: all of qkv, then dout.
-  const int64_t cols = backward ? g.ld() + g.ldo() : int64_t(2) * g.nkv * g.hd;
-  return sizeof(bf16) * size_t(B * g.T) * size_t(cols);
+  // qkv in bf16 (unless it is narrow); in the backward then dout, then the stored dS.
+  const int64_t cols = backward ? g.ld() + g.ldo() : g.ld();
+  const int64_t ds =
+      backward ? ds_units_per_pass(g, B) * (g.nq / g.nkv) * ds_tiles(g.T) * kDs * kDs : 0;
+  return sizeof(bf16) * (size_t(B * g.T) * size_t(cols) + size_t(ds));
 }
 
-void tc_attention_forward(const float* qkv, const Heads& g, int64_t B, cudaStream_t stream,
-                          void* scratch, float* out, float* lse) {
-  bf16* kv16 = static_cast<bf16*>(scratch);
-  to_bf16_cols(qkv, g.ld(), int64_t(g.nq) * g.hd, int64_t(2) * g.nkv * g.hd, B * g.T, kv16, stream);
-  const Fwd a{qkv, kv16, g, 1.0f / sqrtf(float(g.hd)), out, lse};
+void tc_attention_forward(const float* qkv, const bf16* qkv16, const Heads& g, int64_t B,
+                          cudaStream_t stream, void* scratch, float* out, bf16* out16, float* lse) {
+  if (!qkv16) {
+    to_bf16_cols(qkv, g.ld(), 0, g.ld(), B * g.T, static_cast<bf16*>(scratch), stream);
+    qkv16 = static_cast<const bf16*>(scratch);
+  }
+  const Fwd a{qkv16, g, 1.0f / sqrtf(float(g.hd)), out, out16, lse};
   check(
       with_head_dim(TcDims{}, g.hd, [&](auto c) { forward_hd<decltype(c)::value>(a, B, stream); }),
       "cuda attention: no tensor-core kernel for head_dim ", g.hd);
 }
 
-void tc_attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                           float* D, const Heads& g, int64_t B, cudaStream_t stream, void* scratch,
-                           float* dqkv) {
+void tc_attention_backward(const float* dout, const float* qkv, const bf16* qkv16, const float* out,
+                           const bf16* out16, const float* lse, float* D, const Heads& g, int64_t B,
+                           cudaStream_t stream, void* scratch, float* dqkv) {
   // qkv then dout; both parts start 16-byte aligned (ld, ldo are multiples of 16).
-  bf16* qkv16 = static_cast<bf16*>(scratch);
-  bf16* dout16 = qkv16 + B * g.T * g.ld();
-  to_bf16_cols(qkv, g.ld(), 0, g.ld(), B * g.T, qkv16, stream);
+  bf16* dout16 = static_cast<bf16*>(scratch) + B * g.T * g.ld();
+  if (!qkv16) {
+    to_bf16_cols(qkv, g.ld(), 0, g.ld(), B * g.T, static_cast<bf16*>(scratch), stream);
+    qkv16 = static_cast<const bf16*>(scratch);
+  }
   const size_t warps = size_t(B * g.T) * size_t((g.ldo() / 4 + 31) / 32);
-  attn_prep_dout_kernel<<<grid_for(warps * 32), kThreads, 0, stream>>>(dout, out, g, B * g.T,
-                                                                       dout16, D);
+  with_input(out16, out, [&](auto* o) {
+    attn_prep_dout_kernel<<<grid_for(warps * 32), kThreads, 0, stream>>>(dout, o, g, B * g.T,
+                                                                         dout16, D);
+  });
   AUTOTP_LAUNCHED("attn_prep_dout_kernel");
-  const Bwd a{qkv16, dout16, lse, D, g, 1.0f / sqrtf(float(g.hd)), dqkv};
-  check(
-      with_head_dim(TcDims{}, g.hd, [&](auto c) { backward_hd<decltype(c)::value>(a, B, stream); }),
-      "cuda attention: no tensor-core kernel for head_dim ", g.hd);
+  // The caller sized the scratch with the same budget (tc_attention_scratch_bytes).
+  const int64_t upp = ds_units_per_pass(g, B);
+  bf16* ds = upp ? dout16 + B * g.T * g.ldo() : nullptr;
+  const Bwd a{qkv16, dout16, lse, D, g, 1.0f / sqrtf(float(g.hd)), dqkv, ds, 0};
+  check(with_head_dim(TcDims{}, g.hd,
+                      [&](auto c) { backward_hd<decltype(c)::value>(a, B, upp, stream); }),
+        "cuda attention: no tensor-core kernel for head_dim ", g.hd);
 }
 
 }  // namespace autotp::cuda

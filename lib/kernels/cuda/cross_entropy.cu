@@ -14,13 +14,14 @@ constexpr int kCeThreads = 512;  // rows are long (V up to 200k local columns)
 //   m = max_t mx_t,   s = sum_t sum_t * exp(mx_t - m).
 // The sums are doubles, as on the CPU (V reaches 200k); the exponentials are fp32.
 // z = the target's logit when this shard's blocks hold the target, else 0.
-template <int K>
-__global__ void ce_stats_kernel(const float* logits, int64_t V, const int32_t* targets,
-                                Blocks blocks, float* m, float* s, float* z) {
+// The logits are fp32, or bf16 where the lm_head's GEMM wrote them narrow.
+template <int K, typename InT>
+__global__ void ce_stats_kernel(const InT* logits, int64_t V, const int32_t* targets, Blocks blocks,
+                                float* m, float* s, float* z) {
   __shared__ float red_max[32];
   __shared__ double red_sum[32];
   const int64_t n = blockIdx.x;
-  const float* l = logits + n * V;
+  const InT* l = logits + n * V;
   float mx = -INFINITY;
   double sum = 0.0;
   for (int64_t v = int64_t(threadIdx.x) * K; v < V; v += int64_t(blockDim.x) * K) {
@@ -43,7 +44,7 @@ __global__ void ce_stats_kernel(const float* logits, int64_t V, const int32_t* t
     m[n] = M;
     s[n] = float(total);
     const int64_t c = blocks.local(targets[n]);
-    z[n] = c >= 0 ? l[c] : 0.0f;
+    z[n] = c >= 0 ? to_float(l[c]) : 0.0f;
   }
 }
 
@@ -55,13 +56,14 @@ __global__ void ce_rescale_kernel(const float* m, const float* mg, int64_t N, fl
 }
 
 // out_v = scale * (exp(l_v - m) / s - [v == target]); ignored rows 0. out is the logits
-// themselves (fp32, in place: each thread writes only what it read) or a bf16 copy (Use::Gemm).
-template <int K, typename OutT>
-__global__ void ce_backward_kernel(const float* logits, int64_t V, const float* m, const float* s,
+// themselves (in place: each thread writes only what it read, in the logits' own type) or a
+// bf16 copy (Use::Gemm) in a scratch slot.
+template <int K, typename InT, typename OutT>
+__global__ void ce_backward_kernel(const InT* logits, int64_t V, const float* m, const float* s,
                                    const int32_t* targets, Blocks blocks, int32_t ignore_index,
                                    float scale, OutT* out) {
   const int64_t n = blockIdx.x;
-  const float* l = logits + n * V;
+  const InT* l = logits + n * V;
   OutT* o = out + n * V;
   const bool ignored = targets[n] == ignore_index;
   const float inv = ignored ? 0.0f : scale / s[n], mn = m[n];
@@ -91,10 +93,13 @@ void CudaBackendImpl::ce_stats(const float* logits, int64_t N, int64_t V, const 
   const Blocks b = to_blocks(blocks, "ce_stats");
   Timed t(*this, "cross_entropy");
   for (float* p : {m, s, z}) wrote(p, size_t(N) * sizeof(float));
-  if (V % 4 == 0 && aligned16(logits))
-    ce_stats_kernel<4><<<unsigned(N), kCeThreads, 0, stream_>>>(logits, V, targets, b, m, s, z);
-  else
-    ce_stats_kernel<1><<<unsigned(N), kCeThreads, 0, stream_>>>(logits, V, targets, b, m, s, z);
+  const __nv_bfloat16* lg16 = narrow_of(logits, size_t(N * V), false);
+  with_input(lg16, logits, [&](auto* l) {
+    dispatch_k(V % 4 == 0 && aligned16(logits), [&](auto k) {
+      ce_stats_kernel<decltype(k)::value>
+          <<<unsigned(N), kCeThreads, 0, stream_>>>(l, V, targets, b, m, s, z);
+    });
+  });
   AUTOTP_LAUNCHED("ce_stats_kernel");
 }
 
@@ -114,11 +119,22 @@ void CudaBackendImpl::ce_backward(float* logits, int64_t N, int64_t V, const flo
   check_ce(N, "ce_backward");
   const Blocks b = to_blocks(blocks, "ce_backward");
   Timed t(*this, "cross_entropy");
-  // In place, so a Use::Gemm gradient goes to a scratch slot rather than the logits' memory.
-  __nv_bfloat16* narrow = narrow_output_in(Scratch::CeGrad, logits, size_t(N * V), use);
-  dispatch_out(V % 4 == 0 && aligned16(logits, narrow), logits, narrow, [&](auto k, auto* o) {
-    ce_backward_kernel<decltype(k)::value><<<unsigned(N), kCeThreads, 0, stream_>>>(
-        logits, V, m, s, targets, b, ignore_index, scale, o);
+  // In place. Narrow logits become their bf16 gradient element for element (each thread
+  // rewrites the bf16 it read); fp32 logits make a Use::Gemm gradient go to a scratch slot, as
+  // its bf16 would overwrite logits not yet read.
+  const __nv_bfloat16* lg16 = narrow_of(logits, size_t(N * V), false);
+  const size_t bytes = size_t(N * V) * sizeof(float);
+  __nv_bfloat16* narrow =
+      lg16 ? narrow_output(logits, size_t(N * V), use, {}, Scratch::CeGrad)
+           : narrow_output(logits, size_t(N * V), use, {{logits, bytes}}, Scratch::CeGrad);
+  // A narrow input with an fp32 output (Use::Any) cannot work in place either: the fp32
+  // gradient goes through the scratch slot and is widened back.
+  check(!lg16 || narrow, "cuda ce_backward: narrow logits need a Use::Gemm gradient");
+  with_input(lg16, logits, [&](auto* l) {
+    dispatch_out(V % 4 == 0 && aligned16(logits, narrow), logits, narrow, [&](auto k, auto* o) {
+      ce_backward_kernel<decltype(k)::value>
+          <<<unsigned(N), kCeThreads, 0, stream_>>>(l, V, m, s, targets, b, ignore_index, scale, o);
+    });
   });
   AUTOTP_LAUNCHED("ce_backward_kernel");
 }

@@ -67,6 +67,7 @@ CudaBackendImpl::CudaBackendImpl(int device) : device_(device) {
   AUTOTP_CUBLAS(cublasSetStream(cublas_, stream_));
   const char* outputs = std::getenv("AUTOTP_CUDA_GEMM_OUTPUTS");
   narrow_off_ = outputs && std::string(outputs) == "fp32";
+  gemm_c_fp32_ = outputs && std::string(outputs) == "fp32c";
 }
 
 CudaBackendImpl::~CudaBackendImpl() {

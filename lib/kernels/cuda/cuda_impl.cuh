@@ -58,6 +58,18 @@ __device__ __forceinline__ void load_k(const float* p, float (&v)[K]) {
   }
 }
 template <int K>
+__device__ __forceinline__ void load_k(const __nv_bfloat16* p, float (&v)[K]) {
+  if constexpr (K == 4) {
+    const uint2 t = *reinterpret_cast<const uint2*>(p);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&t.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&t.y));
+    v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < K; ++i) v[i] = __bfloat162float(p[i]);
+  }
+}
+template <int K>
 __device__ __forceinline__ void store_k(float* p, const float (&v)[K]) {
   if constexpr (K == 4) {
     *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
@@ -78,17 +90,47 @@ __device__ __forceinline__ void store_k(__nv_bfloat16* p, const float (&v)[K]) {
   }
 }
 
-// Calls f(k, o) with k an integral_constant<int, K>, K = 4 when `vec` else 1, and o the narrow
-// (bf16) copy of a Use::Gemm output when there is one, else the fp32 output: the launch of a
-// kernel templated on <K, OutT>.
+// Kernels above 48 KiB of dynamic shared memory must opt in (H100: up to 227 KiB per block).
+template <typename K>
+void allow_smem(K kernel, size_t bytes, const char* name) {
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+             name, __FILE__, __LINE__);
+}
+
+__device__ __forceinline__ float to_float(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+__device__ __forceinline__ void store1(float* p, float x) {
+  *p = x;
+}
+__device__ __forceinline__ void store1(__nv_bfloat16* p, float x) {
+  *p = __float2bfloat16_rn(x);
+}
+
+// Calls f(p) with p = the narrow (bf16) copy of an op's input when there is one, else the fp32
+// input itself: the launch of a kernel templated on its input's type.
+template <typename F>
+void with_input(const __nv_bfloat16* narrow, const float* x, F f) {
+  narrow ? f(narrow) : f(x);
+}
+
+// Calls f(k) with k an integral_constant<int, K>, K = 4 when `vec` else 1: the launch of a
+// kernel templated on the floats per access.
+template <typename F>
+void dispatch_k(bool vec, F f) {
+  if (vec)
+    f(std::integral_constant<int, 4>{});
+  else
+    f(std::integral_constant<int, 1>{});
+}
+// The same with o, the narrow (bf16) copy of a Use::Gemm output when there is one, else the
+// fp32 output: the launch of a kernel templated on <K, OutT>.
 template <typename F>
 void dispatch_out(bool vec, float* out, __nv_bfloat16* narrow, F f) {
-  using One = std::integral_constant<int, 1>;
-  using Four = std::integral_constant<int, 4>;
-  if (narrow)
-    vec ? f(Four{}, narrow) : f(One{}, narrow);
-  else
-    vec ? f(Four{}, out) : f(One{}, out);
+  dispatch_k(vec, [&](auto k) { narrow ? f(k, narrow) : f(k, out); });
 }
 
 // Vocabulary blocks travel to the kernels by value (kernel arguments), so no upload is needed.
@@ -161,8 +203,10 @@ class CudaBackendImpl final : public CudaBackend {
   void params_changed(const float* params, size_t n) override;
 
   AUTOTP_BACKEND_OVERRIDES
+  void linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W, float* y,
+                   Use use) override;
   void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy, const float* x,
-                             const float* W, float* dW, float* dx) override;
+                             const float* W, float* dW, float* dx, Use dx_use) override;
   void add_rmsnorm_forward(const float* x, const float* residual, float* sum, const float* w,
                            int64_t N, int64_t H, float eps, float* out, float* rstd,
                            Use use) override;
@@ -179,18 +223,26 @@ class CudaBackendImpl final : public CudaBackend {
     EmbedSort,
     NormPartial,
     CeGrad,
+    Wide,
     Count
   };
   void* scratch(Scratch which, size_t bytes);
 
-  // ---- Use::Gemm outputs (kernels/backend.hpp): the bf16 copy stands for the fp32 buffer ----
-  // Where an op writes the bf16 copy of out[0, n): out's own memory (its first 2n bytes) when
-  // `use` is Gemm and the op reads nothing that overlaps out; null otherwise (then the op writes
-  // fp32). `inputs` are the (pointer, bytes) ranges the op reads.
+  // ---- Use::Gemm and Use::Narrow outputs (kernels/backend.hpp): a bf16 copy stands for the
+  // fp32 buffer ----
+  // Where an op writes the bf16 copy of out[0, n): null when `use` is Any (the op writes fp32);
+  // else out's own memory (its first 2n bytes) when none of the op's `inputs` ((pointer, bytes)
+  // ranges) overlaps out; else the scratch slot `spill` when given (an op that works in place:
+  // ce_backward), else null.
   __nv_bfloat16* narrow_output(float* out, size_t n, Use use,
-                               std::initializer_list<std::pair<const void*, size_t>> inputs);
-  // The same in a scratch slot, for an op that overwrites its input in place (ce_backward).
-  __nv_bfloat16* narrow_output_in(Scratch slot, const float* out, size_t n, Use use);
+                               std::initializer_list<std::pair<const void*, size_t>> inputs,
+                               Scratch spill = Scratch::Count);
+  // The narrow copy of [x, x + n) or null; a Use::Gemm one is removed from the list when
+  // `consume` (it serves one read).
+  const __nv_bfloat16* narrow_of(const float* x, size_t n, bool consume);
+  // x as fp32 for a kernel that reads only fp32: x itself, or its narrow copy widened into the
+  // Wide scratch slot.
+  const float* widened(const float* x, size_t n);
   // Every op calls this for each buffer it writes: a narrow copy of a range it overlaps is
   // stale from then on.
   void wrote(const void* p, size_t bytes);
@@ -214,21 +266,20 @@ class CudaBackendImpl final : public CudaBackend {
   void device_free(void* p);
   cudaEvent_t take_event();
   // The bf16 operand for a GEMM: the params' shadow when x lies in the params range, the narrow
-  // copy an op wrote for [x, x + n) with Use::Gemm (taken: it serves one read), else x converted
-  // into the given scratch slot.
+  // copy an op wrote for [x, x + n) (narrow_of), else x converted into the given scratch slot.
   const __nv_bfloat16* bf16_operand(const float* x, size_t n, Scratch slot);
   // The shadow of [x, x + n) when that range lies in the parameters (whole floats), else null.
   __nv_bfloat16* shadow_of(const float* x, size_t n) const;
   // A write into the parameters by a memory op: the shadow is no longer known to be fresh (and
   // wrote(p, bytes)).
   void touched(const void* p, size_t bytes);
-  // The narrow copy of [x, x + n), removed from the list; null when there is none.
-  const __nv_bfloat16* take_narrow(const float* x, size_t n);
   void norm_forward(const float* x, const float* residual, float* sum, const float* w, int64_t N,
                     int64_t H, float eps, float* out, float* rstd, Use use);
-  // C[M,N] (+)= op(A) op(B) on bf16 operands (matmul's layout conventions).
+  // C[M,N] (+)= op(A) op(B) on bf16 operands (matmul's layout conventions); into C16 (bf16)
+  // instead when given (then not accumulating).
   void gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16* A, bool transA,
-            const __nv_bfloat16* B, bool transB, float* C, bool accumulate);
+            const __nv_bfloat16* B, bool transB, float* C, bool accumulate,
+            __nv_bfloat16* C16 = nullptr);
 
   int device_ = 0;
   std::string device_name_;
@@ -253,11 +304,16 @@ class CudaBackendImpl final : public CudaBackend {
   // AUTOTP_CUDA_GEMM_OUTPUTS=fp32 in the environment: Use::Gemm outputs are written in fp32
   // and converted by the GEMM, as before they existed (for measuring what they save).
   bool narrow_off_ = false;
-  // Live Use::Gemm outputs: fp32 range [begin, begin + 4 n) stands as the bf16 values at data.
+  // AUTOTP_CUDA_GEMM_OUTPUTS=fp32c: the GEMMs write C in fp32 even for a narrow use (the A/B of
+  // cuBLAS's bf16 C); every other op's narrow outputs stay.
+  bool gemm_c_fp32_ = false;
+  // Live Use::Gemm and Use::Narrow outputs: fp32 range [begin, begin + 4 n) stands as the bf16
+  // values at data; a Gemm one serves one read, a Narrow one (keep) every read until a write.
   struct Narrow {
     uintptr_t begin;
     size_t n;
     __nv_bfloat16* data;
+    bool keep;
   };
   std::vector<Narrow> narrow_;
   template <typename Pred>

@@ -1,7 +1,8 @@
-// GEMMs on bf16 operands with fp32 accumulation and an fp32 C (cublasGemmEx, compute 32F:
-// cuBLAS runs them on the tensor cores). Weights come from the bf16 shadow of the parameters;
-// operands an op wrote with Use::Gemm come as the bf16 copy it wrote; other operands
-// (activations, gradients) are converted into scratch first.
+// GEMMs on bf16 operands with fp32 accumulation and an fp32 C, or a bf16 C for a Use::Gemm or
+// Use::Narrow output (cublasGemmEx, compute 32F: cuBLAS runs them on the tensor cores). Weights
+// come from the bf16 shadow of the parameters; operands an op wrote with Use::Gemm or
+// Use::Narrow come as the bf16 copy it wrote; other operands (activations, gradients) are
+// converted into scratch first.
 #include <algorithm>
 #include <climits>
 
@@ -15,6 +16,12 @@ __global__ void to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* __res
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += size_t(gridDim.x) * blockDim.x)
     y[i] = __float2bfloat16_rn(x[i]);
+}
+__global__ void to_f32_kernel(const __nv_bfloat16* __restrict__ x, float* __restrict__ y,
+                              size_t n) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x)
+    y[i] = __bfloat162float(x[i]);
 }
 }  // namespace
 
@@ -67,44 +74,49 @@ void CudaBackendImpl::wrote(const void* p, size_t bytes) {
 }
 
 __nv_bfloat16* CudaBackendImpl::narrow_output(
-    float* out, size_t n, Use use, std::initializer_list<std::pair<const void*, size_t>> inputs) {
+    float* out, size_t n, Use use, std::initializer_list<std::pair<const void*, size_t>> inputs,
+    Scratch spill) {
   wrote(out, n * sizeof(float));
-  if (use != Use::Gemm || !n || narrow_off_) return nullptr;
+  if (use == Use::Any || !n || narrow_off_) return nullptr;
   const auto o = reinterpret_cast<uintptr_t>(out);
+  bool in_place = true;
   for (auto [p, bytes] : inputs)
-    if (p && overlap(o, n * sizeof(float), reinterpret_cast<uintptr_t>(p), bytes)) return nullptr;
-  auto* data = reinterpret_cast<__nv_bfloat16*>(out);
-  narrow_.push_back({o, n, data});
+    in_place &= !(p && overlap(o, n * sizeof(float), reinterpret_cast<uintptr_t>(p), bytes));
+  if (!in_place && spill == Scratch::Count) return nullptr;
+  auto* data = in_place ? reinterpret_cast<__nv_bfloat16*>(out)
+                        : static_cast<__nv_bfloat16*>(scratch(spill, n * sizeof(__nv_bfloat16)));
+  // A slot's previous narrow copy, if any, is gone with its contents; a slot's copy serves one
+  // read, as the slot is the next call's.
+  if (!in_place) drop_narrow([&](const Narrow& r) { return r.data == data; });
+  narrow_.push_back({o, n, data, in_place && use == Use::Narrow});
   return data;
 }
 
-__nv_bfloat16* CudaBackendImpl::narrow_output_in(Scratch slot, const float* out, size_t n,
-                                                 Use use) {
-  wrote(out, n * sizeof(float));
-  if (use != Use::Gemm || !n || narrow_off_) return nullptr;
-  auto* data = static_cast<__nv_bfloat16*>(scratch(slot, n * sizeof(__nv_bfloat16)));
-  // The slot's previous narrow copy, if any, is gone with its contents.
-  drop_narrow([&](const Narrow& r) { return r.data == data; });
-  narrow_.push_back({reinterpret_cast<uintptr_t>(out), n, data});
-  return data;
-}
-
-const __nv_bfloat16* CudaBackendImpl::take_narrow(const float* x, size_t n) {
+const __nv_bfloat16* CudaBackendImpl::narrow_of(const float* x, size_t n, bool consume) {
   const auto b = reinterpret_cast<uintptr_t>(x);
   for (size_t k = 0; k < narrow_.size(); ++k) {
     const Narrow r = narrow_[k];
     if (b >= r.begin && b + n * sizeof(float) <= r.begin + r.n * sizeof(float) &&
         (b - r.begin) % sizeof(float) == 0) {
-      narrow_.erase(narrow_.begin() + std::ptrdiff_t(k));
+      if (consume && !r.keep) narrow_.erase(narrow_.begin() + std::ptrdiff_t(k));
       return r.data + (b - r.begin) / sizeof(float);
     }
   }
   return nullptr;
 }
 
+const float* CudaBackendImpl::widened(const float* x, size_t n) {
+  const __nv_bfloat16* x16 = narrow_of(x, n, false);
+  if (!x16) return x;
+  auto* y = static_cast<float*>(scratch(Scratch::Wide, n * sizeof(float)));
+  to_f32_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x16, y, n);
+  AUTOTP_LAUNCHED("to_f32_kernel");
+  return y;
+}
+
 const __nv_bfloat16* CudaBackendImpl::bf16_operand(const float* x, size_t n, Scratch slot) {
   if (const __nv_bfloat16* s = shadow_of(x, n)) return s;
-  if (const __nv_bfloat16* s = take_narrow(x, n)) return s;
+  if (const __nv_bfloat16* s = narrow_of(x, n, true)) return s;
   auto* y = static_cast<__nv_bfloat16*>(scratch(slot, n * sizeof(__nv_bfloat16)));
   to_bf16(x, y, n, stream_);
   return y;
@@ -124,21 +136,40 @@ void CudaBackendImpl::matmul(int64_t M, int64_t N, int64_t K, const float* A, bo
   gemm(M, N, K, a, transA, b, transB, C, accumulate);
 }
 
+void CudaBackendImpl::linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W,
+                                  float* y, Use use) {
+  if (N == 0 || O == 0 || I == 0) return Backend::linear_gemm(N, O, I, x, W, y, use);
+  Timed t(*this, "gemm");
+  const __nv_bfloat16* a = bf16_operand(x, size_t(N * I), Scratch::GemmA);
+  const __nv_bfloat16* b = bf16_operand(W, size_t(O * I), Scratch::GemmB);
+  __nv_bfloat16* y16 =
+      narrow_output(y, size_t(N * O), gemm_c_fp32_ ? Use::Any : use,
+                    {{x, size_t(N * I) * sizeof(float)}, {W, size_t(O * I) * sizeof(float)}});
+  gemm(N, O, I, a, false, b, true, y, false, y16);
+}
+
 void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
-                                            const float* x, const float* W, float* dW, float* dx) {
-  if (N == 0 || O == 0 || I == 0) return Backend::linear_backward_gemms(N, O, I, dy, x, W, dW, dx);
+                                            const float* x, const float* W, float* dW, float* dx,
+                                            Use dx_use) {
+  if (N == 0 || O == 0 || I == 0)
+    return Backend::linear_backward_gemms(N, O, I, dy, x, W, dW, dx, dx_use);
   Timed t(*this, "gemm");
   const __nv_bfloat16* d = bf16_operand(dy, size_t(N * O), Scratch::GemmA);
   const __nv_bfloat16* xb = bf16_operand(x, size_t(N * I), Scratch::GemmB);
   const __nv_bfloat16* wb = bf16_operand(W, size_t(O * I), Scratch::GemmC);
   wrote(dW, size_t(O * I) * sizeof(float));
-  wrote(dx, size_t(N * I) * sizeof(float));
+  __nv_bfloat16* dx16 = narrow_output(dx, size_t(N * I), gemm_c_fp32_ ? Use::Any : dx_use,
+                                      {{dy, size_t(N * O) * sizeof(float)},
+                                       {x, size_t(N * I) * sizeof(float)},
+                                       {W, size_t(O * I) * sizeof(float)},
+                                       {dW, size_t(O * I) * sizeof(float)}});
   gemm(O, I, N, d, true, xb, false, dW, true);
-  gemm(N, I, O, d, false, wb, false, dx, false);
+  gemm(N, I, O, d, false, wb, false, dx, false, dx16);
 }
 
 void CudaBackendImpl::gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16* a, bool transA,
-                           const __nv_bfloat16* b, bool transB, float* C, bool accumulate) {
+                           const __nv_bfloat16* b, bool transB, float* C, bool accumulate,
+                           __nv_bfloat16* C16) {
   check(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "cuda matmul: dimensions ", M, " x ", N,
         " x ", K, " exceed cuBLAS's 32-bit sizes");
   // Row-major C[M,N] = op(A) op(B) is column-major C^T[N,M] = op(B)^T op(A)^T, and a row-major
@@ -146,10 +177,12 @@ void CudaBackendImpl::gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16*
   // and the row strides as leading dimensions.
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const int lda = int(transA ? M : K), ldb = int(transB ? K : N);
-  AUTOTP_CUBLAS(cublasGemmEx(cublas_, transB ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             transA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), int(K), &alpha, b,
-                             CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, int(N),
-                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  check(!(C16 && accumulate), "cuda matmul: a bf16 output cannot be accumulated into");
+  AUTOTP_CUBLAS(cublasGemmEx(
+      cublas_, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N),
+      int(M), int(K), &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta,
+      C16 ? static_cast<void*>(C16) : static_cast<void*>(C), C16 ? CUDA_R_16BF : CUDA_R_32F, int(N),
+      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace autotp::cuda

@@ -45,42 +45,75 @@ __global__ void rmsnorm_forward_kernel(const float* x, const float* residual, fl
 }
 
 // With xh = x * r, y = w * xh:  dxh_j = g_j * w_j,
-// dx_j += r * (dxh_j - xh_j * mean_k(dxh_k * xh_k))   (r depends on every x_k).
-__global__ void rmsnorm_backward_dx_kernel(const float* dout, const float* x, const float* w,
-                                           const float* rstd, int64_t H, float* dx) {
+//   dx_j += r * (dxh_j - xh_j * mean_k(dxh_k * xh_k))   (r depends on every x_k),
+//   dw_j += sum_n g[n, j] xh[n, j].
+// One pass: a block takes a chunk of rows and keeps the chunk's dw column sums in shared memory
+// (column j by the thread that reads it), written to partial[chunk, j]; a second pass adds the
+// chunks in order. No atomics, so the result has the same bits on every run (reproducible
+// training and resume). K floats per access, as in the forward.
+constexpr int64_t kRowsPerChunk = 32;
+template <int K>
+__global__ void rmsnorm_backward_kernel(const float* dout, const float* x, const float* w,
+                                        const float* rstd, int64_t N, int64_t H, float* dx,
+                                        float* partial) {
+  extern __shared__ float dw[];  // [H]
   __shared__ float red[32];
-  const int64_t n = blockIdx.x;
-  const float* xr = x + n * H;
-  const float* g = dout + n * H;
-  float* d = dx + n * H;
-  const float r = rstd[n];
-  float dot = 0.0f;
-  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) dot += g[j] * w[j] * (xr[j] * r);
-  dot = block_sum(dot, red) / float(H);
-  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) d[j] += r * (g[j] * w[j] - xr[j] * r * dot);
+  const int64_t n0 = int64_t(blockIdx.x) * kRowsPerChunk, n1 = min(N, n0 + kRowsPerChunk);
+  const int64_t j0 = int64_t(threadIdx.x) * K, step = int64_t(blockDim.x) * K;
+  for (int64_t j = j0; j < H; j += step)
+#pragma unroll
+    for (int i = 0; i < K; ++i) dw[j + i] = 0.0f;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float r = rstd[n];
+    const float *g = dout + n * H, *xr = x + n * H;
+    float dot = 0.0f;
+    for (int64_t j = j0; j < H; j += step) {
+      float gv[K], xv[K], wv[K];
+      load_k<K>(g + j, gv);
+      load_k<K>(xr + j, xv);
+      load_k<K>(w + j, wv);
+#pragma unroll
+      for (int i = 0; i < K; ++i) {
+        dot += gv[i] * wv[i] * (xv[i] * r);
+        dw[j + i] += gv[i] * (xv[i] * r);
+      }
+    }
+    dot = block_sum(dot, red) / float(H);
+    float* d = dx + n * H;
+    for (int64_t j = j0; j < H; j += step) {  // the row again, from cache
+      float gv[K], xv[K], wv[K], dv[K];
+      load_k<K>(g + j, gv);
+      load_k<K>(xr + j, xv);
+      load_k<K>(w + j, wv);
+      load_k<K>(d + j, dv);
+#pragma unroll
+      for (int i = 0; i < K; ++i) dv[i] += r * (gv[i] * wv[i] - xv[i] * r * dot);
+      store_k<K>(d + j, dv);
+    }
+  }
+  for (int64_t j = j0; j < H; j += step)
+#pragma unroll
+    for (int i = 0; i < K; ++i) partial[int64_t(blockIdx.x) * H + j + i] = dw[j + i];
 }
 
-// dw_j += sum_n g[n, j] * x[n, j] * r[n]: each thread sums one column over a chunk of rows
-// (coalesced across j) into partial[chunk, j]; a second pass adds the chunks in order. No
-// atomics, so the result has the same bits on every run (reproducible training and resume).
-constexpr int64_t kRowsPerChunk = 64;
-__global__ void rmsnorm_backward_dw_kernel(const float* dout, const float* x, const float* rstd,
-                                           int64_t N, int64_t H, float* partial) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= H) return;
-  const int64_t n0 = int64_t(blockIdx.y) * kRowsPerChunk;
-  const int64_t n1 = min(N, n0 + kRowsPerChunk);
-  float acc = 0.0f;
-  for (int64_t n = n0; n < n1; ++n) acc += dout[n * H + j] * (x[n * H + j] * rstd[n]);
-  partial[int64_t(blockIdx.y) * H + j] = acc;
-}
-
+// dw_j += sum_c partial[c, j]: a block takes 32 columns, its warp r sums chunks r, r + 8, ...,
+// then warp 0 adds the 8 sums in warp order (a fixed order: the same bits every run).
+constexpr int kSumWarps = 8;
 __global__ void sum_chunks_kernel(const float* partial, int64_t chunks, int64_t H, float* dw) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= H) return;
+  __shared__ float sums[kSumWarps][33];
+  const int c = threadIdx.x % 32, r = threadIdx.x / 32;
+  const int64_t j = int64_t(blockIdx.x) * 32 + c;
   float acc = 0.0f;
-  for (int64_t c = 0; c < chunks; ++c) acc += partial[c * H + j];
-  dw[j] += acc;
+  if (j < H)
+    for (int64_t k = r; k < chunks; k += kSumWarps) acc += partial[k * H + j];
+  sums[r][c] = acc;
+  __syncthreads();
+  if (r == 0 && j < H) {
+    float t = 0.0f;
+#pragma unroll
+    for (int q = 0; q < kSumWarps; ++q) t += sums[q][c];
+    dw[j] += t;
+  }
 }
 
 }  // namespace
@@ -124,16 +157,20 @@ void CudaBackendImpl::rmsnorm_backward(const float* dout, const float* x, const 
   Timed t(*this, "norm+rope");
   wrote(dx, size_t(N * H) * sizeof(float));
   wrote(dw, size_t(H) * sizeof(float));
-  rmsnorm_backward_dx_kernel<<<unsigned(N), kThreads, 0, stream_>>>(dout, x, w, rstd, H, dx);
-  AUTOTP_LAUNCHED("rmsnorm_backward_dx_kernel");
   const int64_t chunks = (N + kRowsPerChunk - 1) / kRowsPerChunk;
-  check(chunks <= 65535, "cuda rmsnorm_backward: ", N, " rows exceed the grid size");
-  const dim3 grid(unsigned((H + kThreads - 1) / kThreads), unsigned(chunks));
+  const size_t smem = size_t(H) * sizeof(float);
+  check(smem <= 227 * 1024, "cuda rmsnorm_backward: hidden size ", H,
+        " exceeds the shared memory of a block (58112 columns)");
   auto* partial =
       static_cast<float*>(scratch(Scratch::NormPartial, size_t(chunks * H) * sizeof(float)));
-  rmsnorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dout, x, rstd, N, H, partial);
-  AUTOTP_LAUNCHED("rmsnorm_backward_dw_kernel");
-  sum_chunks_kernel<<<grid.x, kThreads, 0, stream_>>>(partial, chunks, H, dw);
+  dispatch_k(H % 4 == 0 && aligned16(dout, x, w, dx), [&](auto k) {
+    auto kernel = rmsnorm_backward_kernel<decltype(k)::value>;
+    if (smem > 48 * 1024) allow_smem(kernel, smem, "cudaFuncSetAttribute(rmsnorm_backward)");
+    kernel<<<unsigned(chunks), kThreads, smem, stream_>>>(dout, x, w, rstd, N, H, dx, partial);
+  });
+  AUTOTP_LAUNCHED("rmsnorm_backward_kernel");
+  sum_chunks_kernel<<<unsigned((H + 31) / 32), 32 * kSumWarps, 0, stream_>>>(partial, chunks, H,
+                                                                             dw);
   AUTOTP_LAUNCHED("sum_chunks_kernel");
 }
 
