@@ -54,7 +54,7 @@ struct Fp32Attention : EnvScope {
   Fp32Attention() : EnvScope("AUTOTP_ATTN_FP32", "1") {}
 };
 // AUTOTP_ATTN_DS_BYTES: the budget of the stored dS of the tensor-core backward; 0 recomputes
-// dS in the dQ blocks. dS_unit_bytes is what one (batch, kv head) takes (attention_tc.cu).
+// dS in the dQ blocks. dS_unit_bytes is what one (batch, kv head) takes (attention_tc_backward.cu).
 struct DsBudget : EnvScope {
   explicit DsBudget(int64_t bytes) : EnvScope("AUTOTP_ATTN_DS_BYTES", std::to_string(bytes)) {}
 };

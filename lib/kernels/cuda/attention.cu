@@ -1,6 +1,6 @@
 // Causal self-attention with grouped KV heads as fused flash-style kernels (fp32 math on tiles
 // in shared memory; no T x T matrix ever reaches memory).
-// Head dims 16, 32, 64 and 128 run on the bf16 tensor-core kernels of attention_tc.cu instead
+// Head dims 16, 32, 64 and 128 run on the bf16 tensor-core kernels of attention_tc_*.cu instead
 // (same structure); these fp32 kernels serve the other head dims, unaligned buffers, and
 // AUTOTP_ATTN_FP32=1 (a reference to compare against).
 //

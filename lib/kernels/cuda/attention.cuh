@@ -1,7 +1,7 @@
 #pragma once
 // What the two attention implementations share: the head layout of qkv / out / statistics
 // and the entry points of the tensor-core kernels
-// (attention_tc.cu) that attention.cu dispatches to.
+// (attention_tc_forward.cu, attention_tc_backward.cu) that attention.cu dispatches to.
 #include <cstdint>
 #include <type_traits>
 

@@ -1,0 +1,177 @@
+// The tensor-core attention forward (attention_mma.cuh has the design).
+#include "kernels/cuda/attention_mma.cuh"
+
+namespace autotp::cuda {
+
+namespace {
+
+// ---------------------------------------------------------------- forward
+
+// The forward's arguments: qkv in bf16 (the narrow qkv, or a copy in scratch).
+struct Fwd {
+  const bf16* qkv;
+  Heads g;
+  float scale;
+  float* out;
+  bf16* out16;  // out in bf16 instead (a narrow output), or null
+  float* lse;
+};
+
+// A block: 4 warps of 32 query rows each (two row tiles of 16 sharing each K and V fragment:
+// half the shared-memory reads per mma of 16-row warps, and twice the independent mma chains).
+constexpr int kFwdWarps = 4, kFwdMt = 2;
+
+// Shared memory: Q [16 MT W] rows, K and V [2][kBc] rows each.
+template <int HD>
+constexpr size_t forward_smem() {
+  return Hd<HD>::kRow * (16 * kFwdMt * kFwdWarps + 4 * kBc);
+}
+
+// 16 MT W query rows of one (batch, head), streaming the key tiles up to the diagonal.
+template <int HD>
+__global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
+  using C = Hd<HD>;
+  constexpr int W = kFwdWarps, MT = kFwdMt, BC = kBc, WR = 16 * MT, BR = WR * W, NT = 32 * W;
+  constexpr int NB = BC / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t Qs = smem_u32(smem), Ks = Qs + BR * C::kRow, Vs = Ks + 2 * BC * C::kRow;
+
+  const Heads& g = a.g;
+  const float scale = a.scale;
+  const int64_t T = g.T, ld = g.ld();
+  const Work w = decode(blockIdx.x, gridDim.x, g.nq, (T + BR - 1) / BR, true);
+  const int64_t q0 = w.tile * BR;
+  const int kvh = g.kv_of(w.h), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // The lane's rows: i0 + 16 mt and i0 + 16 mt + 8; its columns c0, c0 + 1 of each n-tile.
+  const int64_t row0 = q0 + WR * warp, i0 = row0 + lane / 4;
+  const int c0 = 2 * (lane % 4);
+  const bf16 *kg = a.qkv + g.k(w.b, kvh), *vg = a.qkv + g.v(w.b, kvh);
+
+  auto load_kv = [&](int kt) { load_kv_tiles<HD, BC, NT>(Ks, Vs, kg, vg, ld, kt, T); };
+  load_tile<HD, BR, NT>(Qs, a.qkv + g.q(w.b, w.h), ld, q0, T, threadIdx.x);
+  load_kv(0);
+  cp_commit();
+
+  const uint32_t qa = Qs + WR * warp * C::kRow + off_a<HD>(lane);
+  float o[MT][C::ND][4] = {};
+  float m[MT][2], l[MT][2] = {};  // per row: raw-score max, partial sum (this lane's columns)
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY;
+  const float sl2 = scale * kLog2e;  // p = 2^(s sl2 - m sl2) = e^(scale (s - m))
+
+  // Key tiles up to the block's last row; key 0 is unmasked for every row, so m is finite
+  // from tile 0 on (which no warp skips).
+  const int nk = int((min(T, q0 + BR) + BC - 1) / BC);
+  pipeline(
+      nk, load_kv,
+      [&](int kt) {
+        const int64_t k0 = int64_t(kt) * BC;
+        if (k0 > row0 + WR - 1) return;  // every key of the tile is after the warp's rows
+        const uint32_t kt_s = Ks + (kt & 1) * BC * C::kRow, vt_s = Vs + (kt & 1) * BC * C::kRow;
+        const int rel = int(k0 - i0);  // in the diagonal tile: key c of the tile is i0 + rel + c
+        with_part(k0 + BC - 1 > row0, [&](auto part) {
+          constexpr bool kPart = decltype(part)::value;
+          // Column pairs up to the warp's last row.
+          const int hi = kPart ? min(NB / 2, (int(row0 - k0) + WR - 1) / 16 + 1) : NB / 2;
+          float s[MT][NB][4] = {};
+          mma_abt_m<HD, MT, NB, kPart>(
+              s,
+              [&](int mt, int kd, uint32_t(&a)[4]) { ldsm4(a, qa + mt * 16 * C::kRow + kd * 32); },
+              kt_s + off_b<HD>(lane), 0, hi);
+          if constexpr (kPart) {  // mask keys j > i
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                  if (rel + nb * 8 + c0 + (e & 1) > 16 * mt + 8 * (e >> 1))
+                    s[mt][nb][e] = -INFINITY;
+          }
+          // Online softmax per row (mt, r) (elements 2 r, 2 r + 1 of s[mt]). O is rescaled only
+          // when some row's max grew (else every alpha is exactly 1).
+          float alpha[MT][2];
+          bool grew = false;
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              float mx = m[mt][r];
+#pragma unroll
+              for (int nb = 0; nb < NB; ++nb)
+                mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+              mx = quad_max(mx);
+              grew |= mx > m[mt][r];
+              alpha[mt][r] = ex2((m[mt][r] - mx) * sl2);  // 0 while m = -inf
+              m[mt][r] = mx;
+              const float nm = mx * sl2;
+              float sum = 0.0f;
+#pragma unroll
+              for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int e = 2 * r; e < 2 * r + 2; ++e) {
+                  s[mt][nb][e] = ex2(fmaf(s[mt][nb][e], sl2, -nm));
+                  sum += s[mt][nb][e];
+                }
+              l[mt][r] = l[mt][r] * alpha[mt][r] + sum;
+            }
+          if (__any_sync(0xffffffffu, grew)) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int dn = 0; dn < C::ND; ++dn)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) o[mt][dn][e] *= alpha[mt][e >> 1];
+          }
+          mma_px_m<HD, MT, NB, kPart>(o, s, vt_s + off_a<HD>(lane), 0, hi);
+        });
+      },
+      [] { __syncthreads(); });
+
+  float* L = a.lse + g.stat(w.b, w.h);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int64_t i = i0 + 16 * mt;
+    const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
+    if (a.out16)
+      store_rows<HD>(o[mt], a.out16 + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
+    else
+      store_rows<HD>(o[mt], a.out + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
+    if (lane % 4 == 0) {
+      if (i < T) L[i] = m[mt][0] * scale + logf(l0);
+      if (i + 8 < T) L[i + 8] = m[mt][1] * scale + logf(l1);
+    }
+  }
+}
+
+template <int HD>
+void forward_hd(const Fwd& a, int64_t B, cudaStream_t st) {
+  constexpr size_t smem = forward_smem<HD>();
+  allow_smem(attn_forward_mma<HD>, smem, "cudaFuncSetAttribute(attn_forward_mma)");
+  attn_forward_mma<HD>
+      <<<grid_size(blocks(a.g.T, 16 * kFwdMt * kFwdWarps, a.g.nq, B)), 32 * kFwdWarps, smem, st>>>(
+          a);
+  AUTOTP_LAUNCHED("attn_forward_mma");
+}
+
+}  // namespace
+
+bool tc_attention_applies(int64_t hd, const void* a, const void* b, const void* c, const void* d) {
+  // Read per call (cheap next to a launch) so that a test can time both paths in one process.
+  return std::getenv("AUTOTP_ATTN_FP32") == nullptr && with_head_dim(TcDims{}, hd, [](auto) {}) &&
+         aligned16(a, b, c, d);
+}
+
+void tc_attention_forward(const float* qkv, const bf16* qkv16, const Heads& g, int64_t B,
+                          cudaStream_t stream, void* scratch, float* out, bf16* out16, float* lse) {
+  if (!qkv16) {
+    to_bf16_cols(qkv, g.ld(), 0, g.ld(), B * g.T, static_cast<bf16*>(scratch), stream);
+    qkv16 = static_cast<const bf16*>(scratch);
+  }
+  const Fwd a{qkv16, g, 1.0f / sqrtf(float(g.hd)), out, out16, lse};
+  check(
+      with_head_dim(TcDims{}, g.hd, [&](auto c) { forward_hd<decltype(c)::value>(a, B, stream); }),
+      "cuda attention: no tensor-core kernel for head_dim ", g.hd);
+}
+
+}  // namespace autotp::cuda
