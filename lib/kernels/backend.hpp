@@ -42,12 +42,12 @@ struct AdamWStep {
 
 // Who reads an op's output.
 //   Any:  anything, any number of times: the output is fp32 as each op says.
-//   Gemm: only the next matmul or linear_backward_gemms that takes it as an operand (A, B, dy
-//         or x), once, and nothing writes the buffer in between. A backend whose GEMMs read
-//         bf16 (CUDA) then writes only the bf16 copy that GEMM reads, leaving the fp32 contents
-//         unspecified: 2 bytes written per element instead of 4 written, 4 read and 2 written
-//         again by the conversion. The CPU backend writes fp32 either way. Any later write into
-//         the buffer, by any op, makes it an ordinary fp32 buffer again.
+//   Gemm: only the next matmul, linear_gemm or linear_backward_gemms that takes it as an
+//         operand (A, B, x, W or dy), once, and nothing writes the buffer in between. A backend
+//         whose GEMMs read bf16 (CUDA) then writes only the bf16 copy that GEMM reads, leaving the
+//         fp32 contents unspecified: 2 bytes written per element instead of 4 written, 4 read and 2
+//         written again by the conversion. The CPU backend writes fp32 either way. Any later write
+//         into the buffer, by any op, makes it an ordinary fp32 buffer again.
 //   Narrow: only ops that read narrow inputs, any number of times, until the buffer is written
 //         again: GEMM operands (as for Gemm) and the inputs that an op's comment marks
 //         "(narrow)". A CUDA backend then keeps only the bf16 copy, as PyTorch's autocast keeps

@@ -29,6 +29,11 @@ Use gemm_use(const LinearSite& s) {
 Use grad_gemm_use(const LinearSite& s) {
   return s.converts_output() ? Use::Any : Use::Gemm;
 }
+// The same for an input that other narrow readers share (the attention output, which the
+// attention backward reads too).
+Use narrow_use(const LinearSite& s) {
+  return s.converts_input() ? Use::Any : Use::Narrow;
+}
 
 std::string layer_name(int64_t l, const char* what) {
   return "model.layers." + std::to_string(l) + "." + what;
@@ -477,8 +482,7 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   // RoPE on the q and k heads, which lie side by side at the start of each row.
   be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   // out is read by o_proj's GEMMs and the attention backward alone, unless o_proj converts it.
-  be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse,
-                        L.o.converts_input() ? Use::Any : Use::Narrow);
+  be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse, narrow_use(L.o));
   linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_);
   // mid = x + attn, and ln_ = rmsnorm(mid) for gate_up_proj
   be_.add_rmsnorm_forward(sc_out_, x, a.mid, P + L.ln2, N, H_, eps, ln_, a.rstd2,

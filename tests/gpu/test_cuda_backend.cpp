@@ -227,6 +227,22 @@ class CudaVsCpu : public ::testing::Test {
     EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << any.size()
                        << " bf16 values differ from the fp32 output rounded, first at " << first;
   }
+  // A narrow output's buffer holds its values in bf16 (its first 2n bytes), within bf16's
+  // rounding of the CPU's fp32: fp32 bits read as bf16 would not be.
+  void expect_holds_bf16(const std::string& what, const Twin& t) {
+    std::vector<uint16_t> raw(t.n);
+    gpu_->to_host(t.g, raw.data(), raw.size() * sizeof(uint16_t));
+    const std::vector<float> want = host(*cpu_, t.c, t.n);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < t.n; ++i) {
+      const uint32_t u = uint32_t(raw[i]) << 16;
+      float got;
+      std::memcpy(&got, &u, sizeof(float));
+      worst = std::max(worst, std::abs(double(got) - double(want[i])));
+      scale = std::max(scale, std::abs(double(want[i])));
+    }
+    EXPECT_LE(worst / scale, kBf16Tol) << what << ": the buffer does not hold its bf16 values";
+  }
   static uint16_t bf16_bits(float f) {  // round to nearest even (finite inputs)
     uint32_t u;
     std::memcpy(&u, &f, sizeof(u));
@@ -383,23 +399,7 @@ TEST_F(CudaVsCpu, NarrowGemmOutputsServeEveryReader) {
   Twin gu = poisoned(size_t(N * 2 * I));
   cpu_->linear_gemm(N, 2 * I, H, x.c, Wgu.c, gu.c, Use::Narrow);
   gpu_->linear_gemm(N, 2 * I, H, x.g, Wgu.g, gu.g, Use::Narrow);
-  auto expect_bf16_in_buffer = [&](const char* what, const Twin& t) {
-    std::vector<uint16_t> raw(t.n);
-    gpu_->to_host(t.g, raw.data(), raw.size() * sizeof(uint16_t));
-    std::vector<float> got(t.n);
-    for (size_t i = 0; i < t.n; ++i) {
-      const uint32_t u = uint32_t(raw[i]) << 16;
-      std::memcpy(&got[i], &u, sizeof(float));
-    }
-    const std::vector<float> want = host(*cpu_, t.c, t.n);
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < t.n; ++i) {
-      worst = std::max(worst, std::abs(double(got[i]) - double(want[i])));
-      scale = std::max(scale, std::abs(double(want[i])));
-    }
-    EXPECT_LE(worst / scale, kBf16Tol) << what << ": the buffer does not hold its bf16 values";
-  };
-  expect_bf16_in_buffer("linear_gemm (Narrow)", gu);
+  expect_holds_bf16("linear_gemm (Narrow)", gu);
   for (int read = 0; read < 2; ++read) {
     Twin act = poisoned(size_t(N * I));
     cpu_->swiglu_forward(gu.c, N, I, act.c, Use::Any);
@@ -412,7 +412,7 @@ TEST_F(CudaVsCpu, NarrowGemmOutputsServeEveryReader) {
   cpu_->linear_backward_gemms(N, H, I, dy.c, act.c, Wd.c, dWd.c, dact.c, Use::Narrow);
   gpu_->linear_backward_gemms(N, H, I, dy.g, act.g, Wd.g, dWd.g, dact.g, Use::Narrow);
   expect_close("linear_backward_gemms (Narrow dx) dW", dWd, kBf16Tol);
-  expect_bf16_in_buffer("linear_backward_gemms (Narrow dx) dx", dact);
+  expect_holds_bf16("linear_backward_gemms (Narrow dx) dx", dact);
   Twin dgu = poisoned(size_t(N * 2 * I));
   cpu_->swiglu_backward(dact.c, gu.c, N, I, dgu.c, Use::Any);
   gpu_->swiglu_backward(dact.g, gu.g, N, I, dgu.g, Use::Any);
@@ -677,6 +677,7 @@ TEST_F(CudaVsCpu, NarrowQkvThroughRopeAndAttention) {
       be->rope_forward(c ? qkv.c : qkv.g, N, T, ld, nq + nkv, hd, rd, c ? cos.c : cos.g,
                        c ? sin.c : sin.g);
     }
+    expect_holds_bf16("qkv after RoPE (narrow)" + tag, qkv);
     Twin out = poisoned(size_t(N * nq * hd)), lse = poisoned(size_t(B * nq * T));
     cpu_->attention_forward(qkv.c, B, T, nq, nkv, hd, out.c, lse.c, Use::Narrow);
     gpu_->attention_forward(qkv.g, B, T, nq, nkv, hd, out.g, lse.g, Use::Narrow);
@@ -840,6 +841,7 @@ TEST_F(CudaVsCpu, CrossEntropyOfNarrowLogits) {
     Twin logits = poisoned(size_t(N * V));
     cpu_->linear_gemm(N, V, H, x.c, W.c, logits.c, Use::Narrow);
     gpu_->linear_gemm(N, V, H, x.g, W.g, logits.g, Use::Narrow);
+    expect_holds_bf16("narrow logits" + tag, logits);
     Twin m = poisoned(size_t(N)), s = poisoned(size_t(N)), z = poisoned(size_t(N));
     cpu_->ce_stats(logits.c, N, V, targets.c, blocks, m.c, s.c, z.c);
     gpu_->ce_stats(logits.g, N, V, targets.g, blocks, m.g, s.g, z.g);

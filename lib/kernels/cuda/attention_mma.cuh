@@ -39,7 +39,7 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kBc = 64;  // rows of a streamed key tile in dQ
+constexpr int kBc = 64;  // rows of a streamed key tile (forward, dQ)
 
 // ---------------------------------------------------------------- PTX wrappers
 // Shared memory is addressed by 32-bit shared-window addresses (what ldmatrix and cp.async

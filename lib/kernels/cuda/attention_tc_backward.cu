@@ -146,15 +146,18 @@ __device__ __forceinline__ void dq_block(unsigned char* smem, int64_t blk, int64
   store_rows<HD>(dq, a.dqkv + g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 }
 
+// Query rows per dK/dV step: a stored dS tile is a step's.
+constexpr int kDkvBq = kDs;
+
 // Shared memory of dK/dV: K and V [kDkvRows] each, then per warp group Q and dO [2][BQ] each,
-// lse and D [2][BQ] each.
-template <int HD, int BQ>
+// lse and D [2][BQ] each (BQ = kDkvBq).
+template <int HD>
 __host__ __device__ constexpr size_t dkv_group_smem() {
-  return Hd<HD>::kRow * 4 * BQ + sizeof(float) * 4 * BQ;
+  return Hd<HD>::kRow * 4 * kDkvBq + sizeof(float) * 4 * kDkvBq;
 }
-template <int HD, int BQ>
+template <int HD>
 constexpr size_t dkv_smem() {
-  return Hd<HD>::kRow * 2 * kDkvRows + 2 * dkv_group_smem<HD, BQ>();
+  return Hd<HD>::kRow * 2 * kDkvRows + 2 * dkv_group_smem<HD>();
 }
 
 // dK, dV for kDkvRows key rows of one (batch, kv head): the query heads of its group and their
@@ -162,19 +165,19 @@ constexpr size_t dkv_smem() {
 // and the odd ones through group 1 (each warp of a group owns 16 keys), whose sums are added
 // at the end (in a fixed order).
 // With kStore, dS goes to a.ds as well.
-template <int HD, int BQ, bool kStore>
+template <int HD, bool kStore>
 __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int64_t nblk,
                                           const Bwd& a) {
   using C = Hd<HD>;
-  constexpr int BK = kDkvRows, NB = BQ / 8;
+  constexpr int BK = kDkvRows, BQ = kDkvBq, NB = BQ / 8;
   // Query tiles start at the block's first key, so every warp has queries at or after its keys
   // in every step; and the stored tiles are the steps' tiles.
   static_assert(BQ == BK && BK == kDs, "dK/dV steps are dS tiles");
   const int gi = threadIdx.x / kGroup, t = threadIdx.x % kGroup;  // warp group, its thread
   const uint32_t Ks = smem_u32(smem), Vs = Ks + BK * C::kRow;
-  const uint32_t gbase = 2 * BK * C::kRow + gi * dkv_group_smem<HD, BQ>();  // byte offset
-  const uint32_t Qs = Ks + gbase, dOs = Qs + 2 * BQ * C::kRow;              // [2][BQ] each
-  const uint32_t Ls = dOs + 2 * BQ * C::kRow, Ds = Ls + 2 * BQ * 4;         // [2][BQ] each
+  const uint32_t gbase = 2 * BK * C::kRow + gi * dkv_group_smem<HD>();  // byte offset
+  const uint32_t Qs = Ks + gbase, dOs = Qs + 2 * BQ * C::kRow;          // [2][BQ] each
+  const uint32_t Ls = dOs + 2 * BQ * C::kRow, Ds = Ls + 2 * BQ * 4;     // [2][BQ] each
   const float* Lp = reinterpret_cast<const float*>(smem + gbase + 4 * BQ * C::kRow);
   const float* Dp = Lp + 2 * BQ;
 
@@ -270,7 +273,7 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
   // Group 1 hands its sums to group 0 through the (now idle) Q / dO buffers, element k of
   // thread t at [k][t] (conflict-free).
   constexpr int E = C::ND * 4;
-  static_assert(2 * E * kGroup * sizeof(float) <= 2 * dkv_group_smem<HD, BQ>(), "exchange fits");
+  static_assert(2 * E * kGroup * sizeof(float) <= 2 * dkv_group_smem<HD>(), "exchange fits");
   float* xch = reinterpret_cast<float*>(smem + 2 * BK * C::kRow);
   __syncthreads();
   if (gi == 1) {
@@ -362,10 +365,10 @@ __device__ __forceinline__ void dq_ds_block(unsigned char* smem, const Bwd& a) {
 
 // Stored dS: the dK/dV blocks of a pass, then its dQ blocks (a second launch: they read what
 // the first wrote).
-template <int HD, int BQ>
+template <int HD>
 __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_ds(Bwd a) {
   extern __shared__ __align__(128) unsigned char smem[];
-  dkv_block<HD, BQ, true>(smem, blockIdx.x, gridDim.x, a);
+  dkv_block<HD, true>(smem, blockIdx.x, gridDim.x, a);
 }
 template <int HD>
 __global__ void __launch_bounds__(kBwdThreads) attn_backward_dq_ds(Bwd a) {
@@ -376,18 +379,15 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dq_ds(Bwd a) {
 // Recomputed dS (where storing it does not fit): one launch for both, the dK/dV blocks (the
 // longest, a whole group of heads each) first, and the dQ blocks fill the SMs that their tail
 // leaves idle.
-template <int HD, int BQ>
+template <int HD>
 __global__ void __launch_bounds__(kBwdThreads)
     attn_backward_mma(Bwd a, unsigned n_dkv, unsigned n_dq) {
   extern __shared__ __align__(128) unsigned char smem[];
   if (blockIdx.x < n_dkv)
-    dkv_block<HD, BQ, false>(smem, blockIdx.x, n_dkv, a);
+    dkv_block<HD, false>(smem, blockIdx.x, n_dkv, a);
   else
     dq_block<HD>(smem, blockIdx.x - n_dkv, n_dq, a);
 }
-
-// Query rows per dK/dV step.
-constexpr int kDkvBq = 64;
 
 // (batch, kv head) units whose dS fits the budget at once (AUTOTP_ATTN_DS_BYTES, default
 // 512 MiB: 415 MB at Phi-4-mini's 24 heads x 2048 x micro 4); 0: recompute dS in the dQ
@@ -403,21 +403,21 @@ template <int HD>
 void backward_hd(Bwd a, int64_t B, int64_t units_per_pass, cudaStream_t st) {
   const int64_t units = B * a.g.nkv, group = a.g.nq / a.g.nkv;
   if (units_per_pass == 0) {
-    constexpr size_t smem = std::max(dkv_smem<HD, kDkvBq>(), dq_smem<HD>());
+    constexpr size_t smem = std::max(dkv_smem<HD>(), dq_smem<HD>());
     const int64_t n_dkv = blocks(a.g.T, kDkvRows, a.g.nkv, B);
     const int64_t n_dq = blocks(a.g.T, kDqRows, a.g.nq, B);
-    auto kernel = attn_backward_mma<HD, kDkvBq>;
+    auto kernel = attn_backward_mma<HD>;
     allow_smem(kernel, smem, "cudaFuncSetAttribute(attn_backward_mma)");
     kernel<<<grid_size(n_dkv + n_dq), kBwdThreads, smem, st>>>(a, unsigned(n_dkv), unsigned(n_dq));
     AUTOTP_LAUNCHED("attn_backward_mma");
     return;
   }
-  constexpr size_t smem_kv = dkv_smem<HD, kDkvBq>(), smem_q = dq_ds_smem<HD>();
-  allow_smem(attn_backward_dkv_ds<HD, kDkvBq>, smem_kv, "cudaFuncSetAttribute(attn_dkv_ds)");
+  constexpr size_t smem_kv = dkv_smem<HD>(), smem_q = dq_ds_smem<HD>();
+  allow_smem(attn_backward_dkv_ds<HD>, smem_kv, "cudaFuncSetAttribute(attn_dkv_ds)");
   allow_smem(attn_backward_dq_ds<HD>, smem_q, "cudaFuncSetAttribute(attn_dq_ds)");
   for (a.u0 = 0; a.u0 < units; a.u0 += units_per_pass) {
     const int64_t n = std::min(units_per_pass, units - a.u0);
-    attn_backward_dkv_ds<HD, kDkvBq>
+    attn_backward_dkv_ds<HD>
         <<<grid_size(blocks(a.g.T, kDkvRows, 1, n)), kBwdThreads, smem_kv, st>>>(a);
     AUTOTP_LAUNCHED("attn_backward_dkv_ds");
     attn_backward_dq_ds<HD>

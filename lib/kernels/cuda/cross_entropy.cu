@@ -127,8 +127,8 @@ void CudaBackendImpl::ce_backward(float* logits, int64_t N, int64_t V, const flo
   __nv_bfloat16* narrow =
       lg16 ? narrow_output(logits, size_t(N * V), use, {}, Scratch::CeGrad)
            : narrow_output(logits, size_t(N * V), use, {{logits, bytes}}, Scratch::CeGrad);
-  // A narrow input with an fp32 output (Use::Any) cannot work in place either: the fp32
-  // gradient goes through the scratch slot and is widened back.
+  // Narrow logits with an fp32 gradient (Use::Any) cannot work in place (the fp32 would
+  // overwrite bf16 not yet read); the model never asks for it.
   check(!lg16 || narrow, "cuda ce_backward: narrow logits need a Use::Gemm gradient");
   with_input(lg16, logits, [&](auto* l) {
     dispatch_out(V % 4 == 0 && aligned16(logits, narrow), logits, narrow, [&](auto k, auto* o) {

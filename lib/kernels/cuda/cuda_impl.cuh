@@ -239,7 +239,8 @@ class CudaBackendImpl final : public CudaBackend {
                                Scratch spill = Scratch::Count);
   // The narrow copy of [x, x + n) or null; a Use::Gemm one is removed from the list when
   // `consume` (it serves one read).
-  const __nv_bfloat16* narrow_of(const float* x, size_t n, bool consume);
+  // (An in-place op on a narrow buffer, RoPE, writes through it.)
+  __nv_bfloat16* narrow_of(const float* x, size_t n, bool consume);
   // x as fp32 for a kernel that reads only fp32: x itself, or its narrow copy widened into the
   // Wide scratch slot.
   const float* widened(const float* x, size_t n);
@@ -275,6 +276,9 @@ class CudaBackendImpl final : public CudaBackend {
   void touched(const void* p, size_t bytes);
   void norm_forward(const float* x, const float* residual, float* sum, const float* w, int64_t N,
                     int64_t H, float eps, float* out, float* rstd, Use use);
+  // matmul with the Use of C (linear_gemm's y).
+  void matmul_to(int64_t M, int64_t N, int64_t K, const float* A, bool transA, const float* B,
+                 bool transB, float* C, bool accumulate, Use use);
   // C[M,N] (+)= op(A) op(B) on bf16 operands (matmul's layout conventions); into C16 (bf16)
   // instead when given (then not accumulating).
   void gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16* A, bool transA,
@@ -301,8 +305,8 @@ class CudaBackendImpl final : public CudaBackend {
   // nothing to convert.
   size_t shadow_fresh_ = 0;
 
-  // AUTOTP_CUDA_GEMM_OUTPUTS=fp32 in the environment: Use::Gemm outputs are written in fp32
-  // and converted by the GEMM, as before they existed (for measuring what they save).
+  // AUTOTP_CUDA_GEMM_OUTPUTS=fp32 in the environment: Use::Gemm and Use::Narrow outputs are
+  // written in fp32 (and converted by the GEMMs that read them), for measuring what they save.
   bool narrow_off_ = false;
   // AUTOTP_CUDA_GEMM_OUTPUTS=fp32c: the GEMMs write C in fp32 even for a narrow use (the A/B of
   // cuBLAS's bf16 C); every other op's narrow outputs stay.

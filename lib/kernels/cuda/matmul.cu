@@ -92,7 +92,7 @@ __nv_bfloat16* CudaBackendImpl::narrow_output(
   return data;
 }
 
-const __nv_bfloat16* CudaBackendImpl::narrow_of(const float* x, size_t n, bool consume) {
+__nv_bfloat16* CudaBackendImpl::narrow_of(const float* x, size_t n, bool consume) {
   const auto b = reinterpret_cast<uintptr_t>(x);
   for (size_t k = 0; k < narrow_.size(); ++k) {
     const Narrow r = narrow_[k];
@@ -122,8 +122,8 @@ const __nv_bfloat16* CudaBackendImpl::bf16_operand(const float* x, size_t n, Scr
   return y;
 }
 
-void CudaBackendImpl::matmul(int64_t M, int64_t N, int64_t K, const float* A, bool transA,
-                             const float* B, bool transB, float* C, bool accumulate) {
+void CudaBackendImpl::matmul_to(int64_t M, int64_t N, int64_t K, const float* A, bool transA,
+                                const float* B, bool transB, float* C, bool accumulate, Use use) {
   if (M == 0 || N == 0) return;
   if (K == 0) {  // an empty sum: C = 0 (or unchanged when accumulating)
     if (!accumulate) fill_zero(C, size_t(M * N) * sizeof(float));
@@ -132,20 +132,22 @@ void CudaBackendImpl::matmul(int64_t M, int64_t N, int64_t K, const float* A, bo
   Timed t(*this, "gemm");
   const __nv_bfloat16* a = bf16_operand(A, size_t(M * K), Scratch::GemmA);
   const __nv_bfloat16* b = bf16_operand(B, size_t(K * N), Scratch::GemmB);
-  wrote(C, size_t(M * N) * sizeof(float));
-  gemm(M, N, K, a, transA, b, transB, C, accumulate);
+  // A bf16 C is an overwrite; accumulating needs the fp32 C.
+  const Use c_use = accumulate || gemm_c_fp32_ ? Use::Any : use;
+  __nv_bfloat16* c16 =
+      narrow_output(C, size_t(M * N), c_use,
+                    {{A, size_t(M * K) * sizeof(float)}, {B, size_t(K * N) * sizeof(float)}});
+  gemm(M, N, K, a, transA, b, transB, C, accumulate, c16);
+}
+
+void CudaBackendImpl::matmul(int64_t M, int64_t N, int64_t K, const float* A, bool transA,
+                             const float* B, bool transB, float* C, bool accumulate) {
+  matmul_to(M, N, K, A, transA, B, transB, C, accumulate, Use::Any);
 }
 
 void CudaBackendImpl::linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W,
                                   float* y, Use use) {
-  if (N == 0 || O == 0 || I == 0) return Backend::linear_gemm(N, O, I, x, W, y, use);
-  Timed t(*this, "gemm");
-  const __nv_bfloat16* a = bf16_operand(x, size_t(N * I), Scratch::GemmA);
-  const __nv_bfloat16* b = bf16_operand(W, size_t(O * I), Scratch::GemmB);
-  __nv_bfloat16* y16 =
-      narrow_output(y, size_t(N * O), gemm_c_fp32_ ? Use::Any : use,
-                    {{x, size_t(N * I) * sizeof(float)}, {W, size_t(O * I) * sizeof(float)}});
-  gemm(N, O, I, a, false, b, true, y, false, y16);
+  matmul_to(N, O, I, x, false, W, true, y, false, use);
 }
 
 void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,

@@ -44,7 +44,7 @@ void rope(CudaBackendImpl& be, float* x, int64_t N, int64_t T, int64_t ld, int64
         " pairs exceed 32-bit indexing");
   // In place on a narrow x, it stays narrow: the bf16 copy is rotated.
   const size_t span = size_t((N - 1) * ld + n_heads * head_dim);
-  auto* x16 = const_cast<__nv_bfloat16*>(be.narrow_of(x, span, false));
+  __nv_bfloat16* x16 = be.narrow_of(x, span, false);
   if (!x16) be.wrote(x, span * sizeof(float));
   auto launch = [&](auto* p) {
     rope_kernel<<<unsigned(std::min<int64_t>(N, 65535)), kThreads, 0, be.stream()>>>(
