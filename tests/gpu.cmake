@@ -5,3 +5,9 @@ if(TARGET autotp_kernels_cuda)
   target_include_directories(test_cuda_backend PRIVATE ${PROJECT_SOURCE_DIR}/tests)
   target_link_libraries(test_cuda_backend PRIVATE autotp_kernels GTest::gtest_main)
 endif()
+
+# gemm_sweep: the step's GEMM shapes under every cuBLASLt algorithm (a measurement, not a test).
+if(TARGET autotp_kernels_cuda)
+  add_executable(gemm_sweep ${PROJECT_SOURCE_DIR}/tests/gpu/gemm_sweep.cu)
+  target_link_libraries(gemm_sweep PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
+endif()

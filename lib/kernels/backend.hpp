@@ -117,8 +117,12 @@ class Backend {
   virtual void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t H, float eps,
                                float* out, float* rstd, Use use) = 0;
   // dx += d(out)/dx^T dout, dw += sum over rows of dout * x * rstd.
+  // dout (narrow). dx is the residual stream's gradient: it stays fp32 (more is added to it
+  // later), and dx_use = Gemm says that the next GEMM reads it too, so a backend may hand that
+  // GEMM a bf16 copy written in the same pass.
   virtual void rmsnorm_backward(const float* dout, const float* x, const float* w,
-                                const float* rstd, int64_t N, int64_t H, float* dx, float* dw) = 0;
+                                const float* rstd, int64_t N, int64_t H, float* dx, float* dw,
+                                Use dx_use) = 0;
   // The residual add fused with the norm that follows it: sum = residual + x (sum may be
   // residual itself), then out = rmsnorm_forward(sum). One pass over memory on a GPU, and no
   // copy of the residual stream when sum is a new buffer; these calls elsewhere.
@@ -149,10 +153,11 @@ class Backend {
   // qkv (narrow); `use` is out's: read by o_proj's GEMMs and attention_backward.
   virtual void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq, int64_t nkv,
                                  int64_t hd, float* out, float* lse, Use use) = 0;
-  // dqkv (same layout as qkv) is overwritten. qkv (narrow), out (narrow).
+  // dqkv (same layout as qkv) is overwritten; `use` is its Use (RoPE's backward in place,
+  // then qkv_proj's GEMMs). dout (narrow), qkv (narrow), out (narrow).
   virtual void attention_backward(const float* dout, const float* qkv, const float* out,
                                   const float* lse, int64_t B, int64_t T, int64_t nq, int64_t nkv,
-                                  int64_t hd, float* dqkv) = 0;
+                                  int64_t hd, float* dqkv, Use use) = 0;
 
   // ---- SwiGLU: gu [N, 2I] per row [gate | up]; out [N, I] = up * silu(gate) ----
   // gu (narrow), and the backward's dout (narrow).
@@ -207,7 +212,7 @@ class Backend {
   void rmsnorm_forward(const float* x, const float* w, int64_t N, int64_t H, float eps,            \
                        float* out, float* rstd, Use use) override;                                 \
   void rmsnorm_backward(const float* dout, const float* x, const float* w, const float* rstd,      \
-                        int64_t N, int64_t H, float* dx, float* dw) override;                      \
+                        int64_t N, int64_t H, float* dx, float* dw, Use dx_use) override;          \
   void rope_forward(float* x, int64_t N, int64_t T, int64_t ld, int64_t n_heads, int64_t head_dim, \
                     int64_t rotary_dim, const float* cos, const float* sin) override;              \
   void rope_backward(float* dx, int64_t N, int64_t T, int64_t ld, int64_t n_heads,                 \
@@ -216,8 +221,8 @@ class Backend {
   void attention_forward(const float* qkv, int64_t B, int64_t T, int64_t nq, int64_t nkv,          \
                          int64_t hd, float* out, float* lse, Use use) override;                    \
   void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse, \
-                          int64_t B, int64_t T, int64_t nq, int64_t nkv, int64_t hd, float* dqkv)  \
-      override;                                                                                    \
+                          int64_t B, int64_t T, int64_t nq, int64_t nkv, int64_t hd, float* dqkv,  \
+                          Use use) override;                                                       \
   void swiglu_forward(const float* gu, int64_t N, int64_t I, float* out, Use use) override;        \
   void swiglu_backward(const float* dout, const float* gu, int64_t N, int64_t I, float* dgu,       \
                        Use use) override;                                                          \

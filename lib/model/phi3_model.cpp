@@ -30,9 +30,13 @@ Use grad_gemm_use(const LinearSite& s) {
   return s.converts_output() ? Use::Any : Use::Gemm;
 }
 // The same for an input that other narrow readers share (the attention output, which the
-// attention backward reads too).
+// attention backward reads too), and for an output gradient (dqkv, which RoPE's backward
+// rotates in place first).
 Use narrow_use(const LinearSite& s) {
   return s.converts_input() ? Use::Any : Use::Narrow;
+}
+Use grad_narrow_use(const LinearSite& s) {
+  return s.converts_output() ? Use::Any : Use::Narrow;
 }
 
 std::string layer_name(int64_t l, const char* what) {
@@ -572,7 +576,8 @@ void Phi3Model::backward_layers() {
 
   if (compute) {
     be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
-    be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_);
+    be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_,
+                         layers_.empty() ? Use::Any : grad_gemm_use(layers_.back().down));
   }
   // Everything after the last layer (final norm, an untied lm_head) is final now.
   const size_t tail = layers_.empty() ? norm_off_ : layers_.back().hi;
@@ -630,18 +635,23 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
                       grad_gemm_use(L.gate_up));
   const float* gu_in = norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2);
   linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset, sc_d2_,
-                  gu_in, N, sc_dy_, sc_dx_, d_ln_);
-  be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2);  // -> d(mid)
+                  gu_in, N, sc_dy_, sc_dx_, d_ln_, Use::Narrow);  // read by rmsnorm_backward alone
+  // -> d(mid), read by o_proj's backward GEMMs next
+  be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2,
+                       grad_gemm_use(L.o));
 
   linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, dres_,
-                  L.o.converts_input() ? a.o_xin : a.att_out, N, sc_dy_, sc_dx_, sc_d1_);
-  be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_);
+                  L.o.converts_input() ? a.o_xin : a.att_out, N, sc_dy_, sc_dx_, sc_d1_,
+                  Use::Narrow);  // read by attention_backward alone
+  be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_,
+                         grad_narrow_use(L.qkv));
   be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, sc_d2_,
                   norm_in(L.qkv, a.qkv_xin, res_[size_t(l)], L.ln1, a.rstd1), N, sc_dy_, sc_dx_,
-                  d_ln_);
-  be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_,
-                       G + L.ln1);  // -> d(x)
+                  d_ln_, Use::Narrow);  // read by rmsnorm_backward alone
+  // -> d(x), read by the previous layer's down_proj backward GEMMs next (or the embedding's)
+  be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
+                       l > 0 ? grad_gemm_use(layers_[size_t(l) - 1].down) : Use::Any);
 }
 
 }  // namespace autotp

@@ -19,7 +19,9 @@
 # impl: autotp; autotp-fp32c (AUTOTP_CUDA_GEMM_OUTPUTS=fp32c: the GEMMs write C in fp32 where
 # a narrow bf16 C is allowed, the A/B of cuBLAS's bf16 C); autotp-fp32out
 # (AUTOTP_CUDA_GEMM_OUTPUTS=fp32: no bf16 outputs at all, the A/B of Use::Gemm and
-# Use::Narrow); torch-eager; torch-compile. (AUTOTP_ATTN_DS_BYTES=0, by hand, makes the attention
+# Use::Narrow); autotp-tuned (AUTOTP_GEMM_TUNE=1: GEMM algorithms chosen by timing, with the
+# choices kept in OUT_DIR/gemm_tuning.txt, so a later autotp-tuned run reuses them); torch-eager;
+# torch-compile. (AUTOTP_ATTN_DS_BYTES=0, by hand, makes the attention
 # backward recompute dS instead of storing it.)
 # "tiny" in RUNS is a smoke test of this script on the CPU (the tiny preset, autotp and eager).
 # Environment: PYTHON (python3), MPIRUN (mpirun), STEPS (10), WARMUP (3), RUN_TIMEOUT (240 s
@@ -61,6 +63,8 @@ run() {
     local env=()
     [ "$impl" = autotp-fp32out ] && env=(-x AUTOTP_CUDA_GEMM_OUTPUTS=fp32)
     [ "$impl" = autotp-fp32c ] && env=(-x AUTOTP_CUDA_GEMM_OUTPUTS=fp32c)
+    [ "$impl" = autotp-tuned ] &&
+      env=(-x AUTOTP_GEMM_TUNE=1 -x "AUTOTP_GEMM_TUNE_FILE=$OUT/gemm_tuning.txt")
     timeout "$RUN_TIMEOUT" "$MPIRUN" --allow-run-as-root --bind-to none "${env[@]}" -np 1 \
       "$BENCH" --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" >>"$log" 2>&1
   else

@@ -73,7 +73,7 @@ void CpuBackend::attention_forward(const float* qkv, int64_t B, int64_t T, int64
 
 void CpuBackend::attention_backward(const float* dout, const float* qkv, const float* out,
                                     const float* lse, int64_t B, int64_t T, int64_t nq, int64_t nkv,
-                                    int64_t hd, float* dqkv) {
+                                    int64_t hd, float* dqkv, Use) {
   (void)out;  // D_i below is taken from P and dP; a flash kernel takes it from dO . O instead
   const Heads g{T, nq, nkv, hd, (nq + 2 * nkv) * hd, nq * hd};
   const float scale = 1.0f / std::sqrt(float(hd));

@@ -21,7 +21,8 @@ void CpuBackend::rmsnorm_forward(const float* x, const float* w, int64_t N, int6
 }
 
 void CpuBackend::rmsnorm_backward(const float* dout, const float* x, const float* w,
-                                  const float* rstd, int64_t N, int64_t H, float* dx, float* dw) {
+                                  const float* rstd, int64_t N, int64_t H, float* dx, float* dw,
+                                  Use) {
   for (int64_t n = 0; n < N; ++n) {
     const float* xr = x + n * H;
     const float* g = dout + n * H;

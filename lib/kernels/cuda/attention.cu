@@ -385,7 +385,7 @@ void CudaBackendImpl::attention_forward(const float* qkv, int64_t B, int64_t T, 
 
 void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, const float* out,
                                          const float* lse, int64_t B, int64_t T, int64_t nq,
-                                         int64_t nkv, int64_t hd, float* dqkv) {
+                                         int64_t nkv, int64_t hd, float* dqkv, Use use) {
   if (B <= 0 || T <= 0 || nq <= 0) return;
   check_shape(B, T, nq, nkv, "attention_backward");
   const Launch L{{T, int(nq), int(nkv), int(hd)}, B, stream_};
@@ -394,18 +394,26 @@ void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, co
   const size_t n_qkv = size_t(B * T * (nq + 2 * nkv) * hd), n_out = size_t(B * T * nq * hd);
   const __nv_bfloat16* qkv16 = narrow_of(qkv, n_qkv, false);
   const __nv_bfloat16* out16 = narrow_of(out, n_out, false);
+  const __nv_bfloat16* dout16 = narrow_of(dout, n_out, false);
   check(tc || !out16, "cuda attention_backward: its forward wrote a narrow out on the tensor-core ",
         "path, but this call takes the fp32 kernels (AUTOTP_ATTN_FP32 changed in between?)");
   void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, true)) : nullptr;
   Timed t(*this, "attention");
   const float* qkv32 = tc ? qkv : widened(qkv, n_qkv);
-  wrote(dqkv, n_qkv * sizeof(float));
+  const float* dout32 = tc ? dout : widened(dout, n_out, Scratch::WideB);
+  // The tensor-core kernels write a narrow dqkv (bf16) when allowed; the fp32 ones write fp32.
+  __nv_bfloat16* dqkv16 = narrow_output(dqkv, n_qkv, tc ? use : Use::Any,
+                                        {{dout, n_out * sizeof(float)},
+                                         {qkv, n_qkv * sizeof(float)},
+                                         {out, n_out * sizeof(float)},
+                                         {lse, size_t(B * nq * T) * sizeof(float)}});
   if (tc)
-    return tc_attention_backward(dout, qkv, qkv16, out, out16, lse, D, L.g, B, stream_, s16, dqkv);
-  attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout, out, L.g, B,
-                                                                                 D);
+    return tc_attention_backward(dout, dout16, qkv, qkv16, out, out16, lse, D, L.g, B, stream_, s16,
+                                 dqkv, dqkv16);
+  attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout32, out, L.g,
+                                                                                 B, D);
   AUTOTP_LAUNCHED("attn_delta_kernel");
-  dispatch_hd(hd, [&](auto c) { backward_hd<decltype(c)::value>(L, dout, qkv32, lse, D, dqkv); });
+  dispatch_hd(hd, [&](auto c) { backward_hd<decltype(c)::value>(L, dout32, qkv32, lse, D, dqkv); });
 }
 
 }  // namespace autotp::cuda

@@ -46,10 +46,11 @@ void tc_attention_forward(const float* qkv, const __nv_bfloat16* qkv16, const He
                           cudaStream_t stream, void* scratch, float* out, __nv_bfloat16* out16,
                           float* lse);
 // Also computes D[b, h, i] = sum_d dO O (the fp32 path's attn_delta_kernel) into D; dqkv is
-// overwritten. qkv and out are read from qkv16 and out16 (bf16) when given.
-void tc_attention_backward(const float* dout, const float* qkv, const __nv_bfloat16* qkv16,
-                           const float* out, const __nv_bfloat16* out16, const float* lse, float* D,
-                           const Heads& g, int64_t B, cudaStream_t stream, void* scratch,
-                           float* dqkv);
+// overwritten (in bf16 at dqkv16 instead when that is given). dout, qkv and out are read from
+// dout16, qkv16 and out16 (bf16) when given.
+void tc_attention_backward(const float* dout, const __nv_bfloat16* dout16, const float* qkv,
+                           const __nv_bfloat16* qkv16, const float* out, const __nv_bfloat16* out16,
+                           const float* lse, float* D, const Heads& g, int64_t B,
+                           cudaStream_t stream, void* scratch, float* dqkv, __nv_bfloat16* dqkv16);
 
 }  // namespace autotp::cuda

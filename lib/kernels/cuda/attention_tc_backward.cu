@@ -7,11 +7,11 @@ namespace autotp::cuda {
 
 namespace {
 
-// dout16 = bf16(dout) and D[b, h, i] = sum_d dO O over each head (O fp32, or the forward's
-// narrow bf16). A warp takes 32 groups of 4 of a row (one per lane); a head is hd / 4 adjacent
-// lanes, summed by shuffles in a fixed order.
-template <typename OutT>
-__global__ void attn_prep_dout_kernel(const float* __restrict__ dout, const OutT* __restrict__ out,
+// D[b, h, i] = sum_d dO O over each head (dO and O fp32, or narrow bf16), and, from an fp32
+// dO, dout16 = bf16(dout). A warp takes 32 groups of 4 of a row (one per lane); a head is
+// hd / 4 adjacent lanes, summed by shuffles in a fixed order.
+template <typename DoutT, typename OutT>
+__global__ void attn_prep_dout_kernel(const DoutT* __restrict__ dout, const OutT* __restrict__ out,
                                       Heads g, int64_t rows, bf16* __restrict__ dout16,
                                       float* __restrict__ D) {
   const int lane = threadIdx.x % 32, L = g.hd / 4;  // L divides 32 (hd <= 128)
@@ -22,12 +22,13 @@ __global__ void attn_prep_dout_kernel(const float* __restrict__ dout, const OutT
     const int64_t row = w / per_row, c = (w % per_row) * 32 + lane;
     float acc = 0.0f;
     if (c < chunks) {
-      const float4 x = reinterpret_cast<const float4*>(dout + row * ldo)[c];
-      float y[4];
+      float x[4], y[4];
+      load_k<4>(dout + row * ldo + 4 * c, x);
       load_k<4>(out + row * ldo + 4 * c, y);
-      acc = x.x * y[0] + x.y * y[1] + x.z * y[2] + x.w * y[3];
-      reinterpret_cast<uint2*>(dout16 + row * ldo)[c] =
-          make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
+      acc = x[0] * y[0] + x[1] * y[1] + x[2] * y[2] + x[3] * y[3];
+      if constexpr (std::is_same_v<DoutT, float>)
+        reinterpret_cast<uint2*>(dout16 + row * ldo)[c] =
+            make_uint2(pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]));
     }
     for (int off = L / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (c < chunks && lane % L == 0) D[g.stat(int(row / g.T), int(c / L)) + row % g.T] = acc;
@@ -46,6 +47,7 @@ struct Bwd {
   Heads g;
   float scale;
   float* dqkv;
+  bf16* dqkv16;  // dqkv in bf16 instead (a narrow output), or null
   bf16* ds;
   int64_t u0;
 };
@@ -143,7 +145,7 @@ __device__ __forceinline__ void dq_block(unsigned char* smem, int64_t blk, int64
         });
       },
       [] { __syncthreads(); });
-  store_rows<HD>(dq, a.dqkv + g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
+  store_rows<HD>(dq, a.dqkv, a.dqkv16, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 }
 
 // Query rows per dK/dV step: a stored dS tile is a step's.
@@ -290,8 +292,8 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
       dk[k / 4][k % 4] += xch[k * kGroup + t];
       dv[k / 4][k % 4] += xch[(E + k) * kGroup + t];
     }
-    store_rows<HD>(dk, a.dqkv + g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
-    store_rows<HD>(dv, a.dqkv + g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
+    store_rows<HD>(dk, a.dqkv, a.dqkv16, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
+    store_rows<HD>(dv, a.dqkv, a.dqkv16, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
   }
 }
 
@@ -360,7 +362,7 @@ __device__ __forceinline__ void dq_ds_block(unsigned char* smem, const Bwd& a) {
         }
       },
       [] { __syncthreads(); });
-  store_rows<HD>(dq, a.dqkv + g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
+  store_rows<HD>(dq, a.dqkv, a.dqkv16, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 }
 
 // Stored dS: the dK/dV blocks of a pass, then its dQ blocks (a second launch: they read what
@@ -436,25 +438,29 @@ size_t tc_attention_scratch_bytes(const Heads& g, int64_t B, bool backward) {
   return sizeof(bf16) * (size_t(B * g.T) * size_t(cols) + size_t(ds));
 }
 
-void tc_attention_backward(const float* dout, const float* qkv, const bf16* qkv16, const float* out,
-                           const bf16* out16, const float* lse, float* D, const Heads& g, int64_t B,
-                           cudaStream_t stream, void* scratch, float* dqkv) {
+void tc_attention_backward(const float* dout, const bf16* dout16, const float* qkv,
+                           const bf16* qkv16, const float* out, const bf16* out16, const float* lse,
+                           float* D, const Heads& g, int64_t B, cudaStream_t stream, void* scratch,
+                           float* dqkv, bf16* dqkv16) {
   // qkv then dout; both parts start 16-byte aligned (ld, ldo are multiples of 16).
-  bf16* dout16 = static_cast<bf16*>(scratch) + B * g.T * g.ld();
+  bf16* dout_copy = static_cast<bf16*>(scratch) + B * g.T * g.ld();
   if (!qkv16) {
     to_bf16_cols(qkv, g.ld(), 0, g.ld(), B * g.T, static_cast<bf16*>(scratch), stream);
     qkv16 = static_cast<const bf16*>(scratch);
   }
   const size_t warps = size_t(B * g.T) * size_t((g.ldo() / 4 + 31) / 32);
-  with_input(out16, out, [&](auto* o) {
-    attn_prep_dout_kernel<<<grid_for(warps * 32), kThreads, 0, stream>>>(dout, o, g, B * g.T,
-                                                                         dout16, D);
+  with_input(dout16, dout, [&](auto* d) {
+    with_input(out16, out, [&](auto* o) {
+      attn_prep_dout_kernel<<<grid_for(warps * 32), kThreads, 0, stream>>>(d, o, g, B * g.T,
+                                                                           dout_copy, D);
+    });
   });
   AUTOTP_LAUNCHED("attn_prep_dout_kernel");
+  if (!dout16) dout16 = dout_copy;
   // The caller sized the scratch with the same budget (tc_attention_scratch_bytes).
   const int64_t upp = ds_units_per_pass(g, B);
-  bf16* ds = upp ? dout16 + B * g.T * g.ldo() : nullptr;
-  const Bwd a{qkv16, dout16, lse, D, g, 1.0f / sqrtf(float(g.hd)), dqkv, ds, 0};
+  bf16* ds = upp ? dout_copy + B * g.T * g.ldo() : nullptr;
+  const Bwd a{qkv16, dout16, lse, D, g, 1.0f / sqrtf(float(g.hd)), dqkv, dqkv16, ds, 0};
   check(with_head_dim(TcDims{}, g.hd,
                       [&](auto c) { backward_hd<decltype(c)::value>(a, B, upp, stream); }),
         "cuda attention: no tensor-core kernel for head_dim ", g.hd);

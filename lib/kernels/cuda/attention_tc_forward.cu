@@ -133,10 +133,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
   for (int mt = 0; mt < MT; ++mt) {
     const int64_t i = i0 + 16 * mt;
     const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
-    if (a.out16)
-      store_rows<HD>(o[mt], a.out16 + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
-    else
-      store_rows<HD>(o[mt], a.out + g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
+    store_rows<HD>(o[mt], a.out, a.out16, g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
     if (lane % 4 == 0) {
       if (i < T) L[i] = m[mt][0] * scale + logf(l0);
       if (i + 8 < T) L[i + 8] = m[mt][1] * scale + logf(l1);

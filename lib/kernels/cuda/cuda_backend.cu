@@ -52,7 +52,12 @@ Blocks to_blocks(const std::vector<VocabBlock>& v, const char* op) {
   return b;
 }
 
-CudaBackendImpl::CudaBackendImpl(int device) : device_(device) {
+// The tuner's buffers are tracked (peak_bytes) and, like every live buffer, freed by the
+// destructor.
+CudaBackendImpl::CudaBackendImpl(int device)
+    : device_(device),
+      tuner_([this](size_t bytes) { return device_alloc(bytes); },
+             [this](void* p) { device_free(p); }) {
   const int count = cuda_device_count();
   check(device >= 0 && device < count, "cuda backend: GPU ", device, " requested but ", count,
         " visible (check CUDA_VISIBLE_DEVICES and the driver)");

@@ -19,6 +19,7 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
+#include "kernels/cuda/gemm_tuner.cuh"
 
 namespace autotp::cuda {
 
@@ -222,8 +223,10 @@ class CudaBackendImpl final : public CudaBackend {
     Reduce,
     EmbedSort,
     NormPartial,
+    NormGrad,
     CeGrad,
     Wide,
+    WideB,
     Count
   };
   void* scratch(Scratch which, size_t bytes);
@@ -232,8 +235,8 @@ class CudaBackendImpl final : public CudaBackend {
   // fp32 buffer ----
   // Where an op writes the bf16 copy of out[0, n): null when `use` is Any (the op writes fp32);
   // else out's own memory (its first 2n bytes) when none of the op's `inputs` ((pointer, bytes)
-  // ranges) overlaps out; else the scratch slot `spill` when given (an op that works in place:
-  // ce_backward), else null.
+  // ranges) overlaps out; else the scratch slot `spill` when given (an op that works in place,
+  // ce_backward, or adds into out, rmsnorm_backward), else null.
   __nv_bfloat16* narrow_output(float* out, size_t n, Use use,
                                std::initializer_list<std::pair<const void*, size_t>> inputs,
                                Scratch spill = Scratch::Count);
@@ -243,7 +246,7 @@ class CudaBackendImpl final : public CudaBackend {
   __nv_bfloat16* narrow_of(const float* x, size_t n, bool consume);
   // x as fp32 for a kernel that reads only fp32: x itself, or its narrow copy widened into the
   // Wide scratch slot.
-  const float* widened(const float* x, size_t n);
+  const float* widened(const float* x, size_t n, Scratch slot = Scratch::Wide);
   // Every op calls this for each buffer it writes: a narrow copy of a range it overlaps is
   // stale from then on.
   void wrote(const void* p, size_t bytes);
@@ -289,6 +292,9 @@ class CudaBackendImpl final : public CudaBackend {
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  // AUTOTP_GEMM_TUNE=1: GEMM algorithms chosen per shape by timing (gemm_tuner.cuh); off, gemm()
+  // calls cublasGemmEx with the default algorithm.
+  GemmTuner tuner_;
 
   std::unordered_map<void*, size_t> live_;
   size_t current_bytes_ = 0, peak_bytes_ = 0;

@@ -105,10 +105,10 @@ __nv_bfloat16* CudaBackendImpl::narrow_of(const float* x, size_t n, bool consume
   return nullptr;
 }
 
-const float* CudaBackendImpl::widened(const float* x, size_t n) {
+const float* CudaBackendImpl::widened(const float* x, size_t n, Scratch slot) {
   const __nv_bfloat16* x16 = narrow_of(x, n, false);
   if (!x16) return x;
-  auto* y = static_cast<float*>(scratch(Scratch::Wide, n * sizeof(float)));
+  auto* y = static_cast<float*>(scratch(slot, n * sizeof(float)));
   to_f32_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x16, y, n);
   AUTOTP_LAUNCHED("to_f32_kernel");
   return y;
@@ -180,6 +180,10 @@ void CudaBackendImpl::gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16*
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const int lda = int(transA ? M : K), ldb = int(transB ? K : N);
   check(!(C16 && accumulate), "cuda matmul: a bf16 output cannot be accumulated into");
+  if (tuner_.enabled())
+    return tuner_.run(cublas_, stream_, M, N, K, a, transA, b, transB,
+                      C16 ? static_cast<void*>(C16) : static_cast<void*>(C),
+                      C16 ? CUDA_R_16BF : CUDA_R_32F, accumulate);
   AUTOTP_CUBLAS(cublasGemmEx(
       cublas_, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N),
       int(M), int(K), &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta,

@@ -69,13 +69,21 @@ __global__ void adamw4_kernel(float4* p, float4* m, float4* v, const float4* g, 
 
 // Per-block partial sums of x^2 in double; a second pass adds the partials in a fixed order,
 // so the result is deterministic.
+// The n4 groups of 4 come first, as float4 loads (a scalar loop reached 2.5 of ~4.2 TB/s).
 constexpr unsigned kSumBlocks = 1024;
 __global__ void sum_squares_kernel(const float* x, size_t n, double* partial) {
   __shared__ double red[32];
   double acc = 0.0;
-  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x)
-    acc += double(x[i]) * double(x[i]);
+  const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x,
+               stride = size_t(gridDim.x) * blockDim.x;
+  const size_t n4 = reinterpret_cast<uintptr_t>(x) % 16 == 0 ? n / 4 : 0;
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  for (size_t i = first; i < n4; i += stride) {
+    const float4 v = x4[i];
+    acc += double(v.x) * double(v.x) + double(v.y) * double(v.y) + double(v.z) * double(v.z) +
+           double(v.w) * double(v.w);
+  }
+  for (size_t i = 4 * n4 + first; i < n; i += stride) acc += double(x[i]) * double(x[i]);
   acc = block_sum(acc, red);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }

@@ -50,12 +50,14 @@ __global__ void rmsnorm_forward_kernel(const float* x, const float* residual, fl
 // One pass: a block takes a chunk of rows and keeps the chunk's dw column sums in shared memory
 // (column j by the thread that reads it), written to partial[chunk, j]; a second pass adds the
 // chunks in order. No atomics, so the result has the same bits on every run (reproducible
-// training and resume). K floats per access, as in the forward.
-constexpr int64_t kRowsPerChunk = 32;
-template <int K>
-__global__ void rmsnorm_backward_kernel(const float* dout, const float* x, const float* w,
+// training and resume). K floats per access, as in the forward; dout fp32, or a narrow bf16
+// (the input gradient a GEMM wrote). dx16, when set, receives
+// bf16(dx) for the GEMM that reads dx next (the residual gradient is dy of o_proj, down_proj).
+constexpr int64_t kRowsPerChunk = 8;
+template <int K, typename DoutT>
+__global__ void rmsnorm_backward_kernel(const DoutT* dout, const float* x, const float* w,
                                         const float* rstd, int64_t N, int64_t H, float* dx,
-                                        float* partial) {
+                                        float* partial, __nv_bfloat16* dx16) {
   extern __shared__ float dw[];  // [H]
   __shared__ float red[32];
   const int64_t n0 = int64_t(blockIdx.x) * kRowsPerChunk, n1 = min(N, n0 + kRowsPerChunk);
@@ -65,7 +67,8 @@ __global__ void rmsnorm_backward_kernel(const float* dout, const float* x, const
     for (int i = 0; i < K; ++i) dw[j + i] = 0.0f;
   for (int64_t n = n0; n < n1; ++n) {
     const float r = rstd[n];
-    const float *g = dout + n * H, *xr = x + n * H;
+    const DoutT* g = dout + n * H;
+    const float* xr = x + n * H;
     float dot = 0.0f;
     for (int64_t j = j0; j < H; j += step) {
       float gv[K], xv[K], wv[K];
@@ -89,6 +92,7 @@ __global__ void rmsnorm_backward_kernel(const float* dout, const float* x, const
 #pragma unroll
       for (int i = 0; i < K; ++i) dv[i] += r * (gv[i] * wv[i] - xv[i] * r * dot);
       store_k<K>(d + j, dv);
+      if (dx16) store_k<K>(dx16 + n * H + j, dv);
     }
   }
   for (int64_t j = j0; j < H; j += step)
@@ -151,12 +155,17 @@ void CudaBackendImpl::add_rmsnorm_forward(const float* x, const float* residual,
 
 void CudaBackendImpl::rmsnorm_backward(const float* dout, const float* x, const float* w,
                                        const float* rstd, int64_t N, int64_t H, float* dx,
-                                       float* dw) {
+                                       float* dw, Use dx_use) {
   if (N <= 0 || H <= 0) return;
   check(N <= INT32_MAX, "cuda rmsnorm_backward: ", N, " rows exceed the grid size");
   Timed t(*this, "norm+rope");
-  wrote(dx, size_t(N * H) * sizeof(float));
   wrote(dw, size_t(H) * sizeof(float));
+  // dx is read as well as written (it accumulates), so its bf16 copy goes to a scratch slot and
+  // the fp32 stays whole.
+  const size_t bytes = size_t(N * H) * sizeof(float);
+  const __nv_bfloat16* dout16 = narrow_of(dout, size_t(N * H), false);
+  __nv_bfloat16* dx16 = narrow_output(dx, size_t(N * H), dx_use == Use::Gemm ? Use::Gemm : Use::Any,
+                                      {{dx, bytes}}, Scratch::NormGrad);
   const int64_t chunks = (N + kRowsPerChunk - 1) / kRowsPerChunk;
   const size_t smem = size_t(H) * sizeof(float);
   check(smem <= 227 * 1024, "cuda rmsnorm_backward: hidden size ", H,
@@ -164,9 +173,12 @@ void CudaBackendImpl::rmsnorm_backward(const float* dout, const float* x, const 
   auto* partial =
       static_cast<float*>(scratch(Scratch::NormPartial, size_t(chunks * H) * sizeof(float)));
   dispatch_k(H % 4 == 0 && aligned16(dout, x, w, dx), [&](auto k) {
-    auto kernel = rmsnorm_backward_kernel<decltype(k)::value>;
-    if (smem > 48 * 1024) allow_smem(kernel, smem, "cudaFuncSetAttribute(rmsnorm_backward)");
-    kernel<<<unsigned(chunks), kThreads, smem, stream_>>>(dout, x, w, rstd, N, H, dx, partial);
+    with_input(dout16, dout, [&](auto* g) {
+      auto kernel = rmsnorm_backward_kernel<decltype(k)::value,
+                                            std::remove_cv_t<std::remove_pointer_t<decltype(g)>>>;
+      if (smem > 48 * 1024) allow_smem(kernel, smem, "cudaFuncSetAttribute(rmsnorm_backward)");
+      kernel<<<unsigned(chunks), kThreads, smem, stream_>>>(g, x, w, rstd, N, H, dx, partial, dx16);
+    });
   });
   AUTOTP_LAUNCHED("rmsnorm_backward_kernel");
   sum_chunks_kernel<<<unsigned((H + 31) / 32), 32 * kSumWarps, 0, stream_>>>(partial, chunks, H,
