@@ -9,5 +9,6 @@ endif()
 # gemm_sweep: the step's GEMM shapes under every cuBLASLt algorithm (a measurement, not a test).
 if(TARGET autotp_kernels_cuda)
   add_executable(gemm_sweep ${PROJECT_SOURCE_DIR}/tests/gpu/gemm_sweep.cu)
+  target_include_directories(gemm_sweep PRIVATE ${PROJECT_SOURCE_DIR}/lib)
   target_link_libraries(gemm_sweep PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
 endif()

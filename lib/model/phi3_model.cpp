@@ -577,7 +577,7 @@ void Phi3Model::backward_layers() {
   if (compute) {
     be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
     be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_,
-                         layers_.empty() ? Use::Any : grad_gemm_use(layers_.back().down));
+                         dres_use(int(layers_.size()) - 1));
   }
   // Everything after the last layer (final norm, an untied lm_head) is final now.
   const size_t tail = layers_.empty() ? norm_off_ : layers_.back().hi;
@@ -649,9 +649,12 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, sc_d2_,
                   norm_in(L.qkv, a.qkv_xin, res_[size_t(l)], L.ln1, a.rstd1), N, sc_dy_, sc_dx_,
                   d_ln_, Use::Narrow);  // read by rmsnorm_backward alone
-  // -> d(x), read by the previous layer's down_proj backward GEMMs next (or the embedding's)
   be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
-                       l > 0 ? grad_gemm_use(layers_[size_t(l) - 1].down) : Use::Any);
+                       dres_use(l - 1));  // -> d(x)
+}
+
+Use Phi3Model::dres_use(int l) const {
+  return l >= 0 ? grad_gemm_use(layers_[size_t(l)].down) : Use::Any;
 }
 
 }  // namespace autotp

@@ -145,6 +145,9 @@ class Phi3Model {
   void lm_head_backward(int64_t r0, int64_t rows, float grad_scale);
   void backward_layers();
   void layer_backward(int l, int64_t B, int64_t T);
+  // The Use of dres when a norm's backward leaves it for layer l's down_proj backward, which
+  // reads it next (l < 0: the embedding's backward does).
+  Use dres_use(int l) const;
   // logits_ = logits of rows [r0, r0 + rows); Use::Narrow where only the cross-entropy reads them.
   void chunk_logits(int64_t r0, int64_t rows, Use use);
   std::vector<float> slot_to_host(const float* base, const std::string& name) const;

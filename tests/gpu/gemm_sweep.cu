@@ -18,7 +18,7 @@
 
 // describe_algo(), shared with the backend's tuner; by relative path, as this tool is built
 // without the library's include directory.
-#include "../../lib/kernels/cuda/gemm_tuner.cuh"
+#include "kernels/cuda/gemm_tuner.cuh"
 
 #define CK(x)                                                                                 \
   do {                                                                                        \

@@ -1081,7 +1081,7 @@ TEST_F(CudaVsCpu, ProfilingCountsOpCategories) {
 // tuning runs leave C alone: C0 + A B after the first call (tuning included), C0 + 2 A B after
 // the second (the cached choice). The two shapes replace the smaller operand by zeros for
 // tuning, one A and one B.
-TEST_F(CudaVsCpu, GemmTunedMatchesDefault) {
+TEST_F(CudaVsCpu, TunedGemmsMatchTheCpu) {
   for (const char* mode : {"1", "lt"}) {
     // A fresh backend for the mode: the previous one's buffers go first.
     for (void* p : gpu_bufs_) gpu_->free_bytes(p);

@@ -292,15 +292,20 @@ __device__ void store_rows(const float (&acc)[Hd<HD>::ND][4], OutT* __restrict__
     if (i0 + 8 < T) store2(dst + (i0 + 8) * ld + dn * 8 + c, acc[dn][2] * mul1, acc[dn][3] * mul1);
   }
 }
-// The same into an output that is fp32, or bf16 where `narrow` is set (a narrow output: the
-// kernel's caller chose at run time), at element offset `off` of either.
+// An output the host chose at run time to be fp32, or bf16 where `narrow` is set (a narrow
+// output: kernels/backend.hpp).
+struct Out {
+  float* f32;
+  bf16* narrow;
+};
+// store_rows into element offset `off` of either.
 template <int HD>
-__device__ void store_rows(const float (&acc)[Hd<HD>::ND][4], float* f32, bf16* narrow, int64_t off,
-                           int64_t ld, int64_t i0, int64_t T, float mul0, float mul1) {
-  if (narrow)
-    store_rows<HD>(acc, narrow + off, ld, i0, T, mul0, mul1);
+__device__ void store_rows(const float (&acc)[Hd<HD>::ND][4], const Out& o, int64_t off, int64_t ld,
+                           int64_t i0, int64_t T, float mul0, float mul1) {
+  if (o.narrow)
+    store_rows<HD>(acc, o.narrow + off, ld, i0, T, mul0, mul1);
   else
-    store_rows<HD>(acc, f32 + off, ld, i0, T, mul0, mul1);
+    store_rows<HD>(acc, o.f32 + off, ld, i0, T, mul0, mul1);
 }
 
 // Block `blk` of `nblk` as (tile, head, batch), ordered so that the heaviest tiles of every

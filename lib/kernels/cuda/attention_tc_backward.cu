@@ -46,8 +46,7 @@ struct Bwd {
   const float* D;
   Heads g;
   float scale;
-  float* dqkv;
-  bf16* dqkv16;  // dqkv in bf16 instead (a narrow output), or null
+  Out dqkv;
   bf16* ds;
   int64_t u0;
 };
@@ -145,7 +144,7 @@ __device__ __forceinline__ void dq_block(unsigned char* smem, int64_t blk, int64
         });
       },
       [] { __syncthreads(); });
-  store_rows<HD>(dq, a.dqkv, a.dqkv16, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
+  store_rows<HD>(dq, a.dqkv, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 }
 
 // Query rows per dK/dV step: a stored dS tile is a step's.
@@ -292,8 +291,8 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
       dk[k / 4][k % 4] += xch[k * kGroup + t];
       dv[k / 4][k % 4] += xch[(E + k) * kGroup + t];
     }
-    store_rows<HD>(dk, a.dqkv, a.dqkv16, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
-    store_rows<HD>(dv, a.dqkv, a.dqkv16, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
+    store_rows<HD>(dk, a.dqkv, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
+    store_rows<HD>(dv, a.dqkv, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
   }
 }
 
@@ -362,7 +361,7 @@ __device__ __forceinline__ void dq_ds_block(unsigned char* smem, const Bwd& a) {
         }
       },
       [] { __syncthreads(); });
-  store_rows<HD>(dq, a.dqkv, a.dqkv16, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
+  store_rows<HD>(dq, a.dqkv, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 }
 
 // Stored dS: the dK/dV blocks of a pass, then its dQ blocks (a second launch: they read what
@@ -460,7 +459,7 @@ void tc_attention_backward(const float* dout, const bf16* dout16, const float* q
   // The caller sized the scratch with the same budget (tc_attention_scratch_bytes).
   const int64_t upp = ds_units_per_pass(g, B);
   bf16* ds = upp ? dout_copy + B * g.T * g.ldo() : nullptr;
-  const Bwd a{qkv16, dout16, lse, D, g, 1.0f / sqrtf(float(g.hd)), dqkv, dqkv16, ds, 0};
+  const Bwd a{qkv16, dout16, lse, D, g, 1.0f / sqrtf(float(g.hd)), {dqkv, dqkv16}, ds, 0};
   check(with_head_dim(TcDims{}, g.hd,
                       [&](auto c) { backward_hd<decltype(c)::value>(a, B, upp, stream); }),
         "cuda attention: no tensor-core kernel for head_dim ", g.hd);

@@ -12,8 +12,7 @@ struct Fwd {
   const bf16* qkv;
   Heads g;
   float scale;
-  float* out;
-  bf16* out16;  // out in bf16 instead (a narrow output), or null
+  Out out;
   float* lse;
 };
 
@@ -133,7 +132,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
   for (int mt = 0; mt < MT; ++mt) {
     const int64_t i = i0 + 16 * mt;
     const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
-    store_rows<HD>(o[mt], a.out, a.out16, g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
+    store_rows<HD>(o[mt], a.out, g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
     if (lane % 4 == 0) {
       if (i < T) L[i] = m[mt][0] * scale + logf(l0);
       if (i + 8 < T) L[i + 8] = m[mt][1] * scale + logf(l1);
@@ -165,7 +164,7 @@ void tc_attention_forward(const float* qkv, const bf16* qkv16, const Heads& g, i
     to_bf16_cols(qkv, g.ld(), 0, g.ld(), B * g.T, static_cast<bf16*>(scratch), stream);
     qkv16 = static_cast<const bf16*>(scratch);
   }
-  const Fwd a{qkv16, g, 1.0f / sqrtf(float(g.hd)), out, out16, lse};
+  const Fwd a{qkv16, g, 1.0f / sqrtf(float(g.hd)), {out, out16}, lse};
   check(
       with_head_dim(TcDims{}, g.hd, [&](auto c) { forward_hd<decltype(c)::value>(a, B, stream); }),
       "cuda attention: no tensor-core kernel for head_dim ", g.hd);

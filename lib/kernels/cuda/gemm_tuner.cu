@@ -19,8 +19,9 @@
 
 namespace autotp::cuda {
 
-// Row-major C[M,N] (+)= op(A) op(B), seen by cuBLAS column-major as C^T[N,M] = op(B)^T op(A)^T
-// (CudaBackendImpl::gemm): B comes first, trans flags unchanged, row strides as leading dims.
+// Row-major C[M,N] (+)= op(A) op(B) is column-major C^T[N,M] = op(B)^T op(A)^T, and a row-major
+// matrix read column-major is its transpose: so cuBLAS gets (B, A) with the same trans flags and
+// the row strides as leading dimensions.
 struct GemmCall {
   int64_t M, N, K;
   const __nv_bfloat16* a;
@@ -162,6 +163,10 @@ void GemmTuner::run(cublasHandle_t cublas, cudaStream_t stream, int64_t M, int64
   check(c_type == CUDA_R_32F || (c_type == CUDA_R_16BF && !accumulate),
         "gemm tuner: C must be fp32, or bf16 when not accumulating");
   const GemmCall g{M, N, K, a, transA, b, transB, c, c_type == CUDA_R_16BF, accumulate};
+  if (mode_ == Mode::Off) {
+    AUTOTP_CUBLAS(gemm_ex(cublas, g));
+    return;
+  }
   const Key key = key_of(g);
   auto it = plans_.find(key);
   if (it == plans_.end()) it = plans_.emplace(key, plan(cublas, stream, g, key)).first;
@@ -198,7 +203,7 @@ GemmTuner::Plan GemmTuner::plan(cublasHandle_t cublas, cudaStream_t stream, cons
                  file_.c_str(), shape(g).c_str());
   }
   Plan p = tune(cublas, stream, g);
-  known_[key] = Choice{p.lt, p.algo};
+  known_[key] = p;  // the Choice part
   if (!file_.empty()) save();
   return p;
 }

@@ -85,11 +85,10 @@ class GemmTuner {
   GemmTuner(const GemmTuner&) = delete;
   GemmTuner& operator=(const GemmTuner&) = delete;
 
-  bool enabled() const { return mode_ != Mode::Off; }
-
   // Row-major c[M,N] (+)= op(a) op(b) on bf16 operands, c fp32 or (c_type CUDA_R_16BF, not
-  // accumulating) bf16: CudaBackendImpl::gemm's contract, run with the algorithm chosen for the
-  // shape, tuned first when the shape is new. `cublas` must issue on `stream`.
+  // accumulating) bf16: CudaBackendImpl::gemm's contract. Tuning off: cublasGemmEx with its
+  // default algorithm; on: the algorithm chosen for the shape, tuned first when the shape is
+  // new. `cublas` must issue on `stream`.
   void run(cublasHandle_t cublas, cudaStream_t stream, int64_t M, int64_t N, int64_t K,
            const __nv_bfloat16* a, bool transA, const __nv_bfloat16* b, bool transB, void* c,
            cudaDataType_t c_type, bool accumulate);
@@ -111,16 +110,14 @@ class GemmTuner {
     LtProblem& operator=(const LtProblem&) = delete;
     ~LtProblem();
   };
-  // What the file keeps of a plan.
+  // A shape's choice, what the file keeps: cublasGemmEx with CUBLAS_GEMM_DEFAULT, or `algo`.
   struct Choice {
     bool lt = false;
     cublasLtMatmulAlgo_t algo{};
   };
-  // A shape's choice: cublasGemmEx with CUBLAS_GEMM_DEFAULT, or `algo` on `problem`.
-  struct Plan {
-    bool lt = false;
+  // A choice with the cuBLASLt description it runs on (when lt).
+  struct Plan : Choice {
     LtProblem problem;
-    cublasLtMatmulAlgo_t algo{};
   };
   // What a choice depends on: M, N, K, transA, transB, accumulate, bf16 C, and the alignments
   // of a, b and c (an algorithm chosen for aligned pointers may not run on less aligned ones).

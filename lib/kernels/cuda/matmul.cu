@@ -174,21 +174,11 @@ void CudaBackendImpl::gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16*
                            __nv_bfloat16* C16) {
   check(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "cuda matmul: dimensions ", M, " x ", N,
         " x ", K, " exceed cuBLAS's 32-bit sizes");
-  // Row-major C[M,N] = op(A) op(B) is column-major C^T[N,M] = op(B)^T op(A)^T, and a row-major
-  // matrix read column-major is its transpose: so cuBLAS gets (B, A) with the same trans flags
-  // and the row strides as leading dimensions.
-  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  const int lda = int(transA ? M : K), ldb = int(transB ? K : N);
   check(!(C16 && accumulate), "cuda matmul: a bf16 output cannot be accumulated into");
-  if (tuner_.enabled())
-    return tuner_.run(cublas_, stream_, M, N, K, a, transA, b, transB,
-                      C16 ? static_cast<void*>(C16) : static_cast<void*>(C),
-                      C16 ? CUDA_R_16BF : CUDA_R_32F, accumulate);
-  AUTOTP_CUBLAS(cublasGemmEx(
-      cublas_, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N),
-      int(M), int(K), &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta,
-      C16 ? static_cast<void*>(C16) : static_cast<void*>(C), C16 ? CUDA_R_16BF : CUDA_R_32F, int(N),
-      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  // cublasGemmEx with its default algorithm, unless AUTOTP_GEMM_TUNE chose another.
+  tuner_.run(cublas_, stream_, M, N, K, a, transA, b, transB,
+             C16 ? static_cast<void*>(C16) : static_cast<void*>(C), C16 ? CUDA_R_16BF : CUDA_R_32F,
+             accumulate);
 }
 
 }  // namespace autotp::cuda

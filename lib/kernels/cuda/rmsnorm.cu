@@ -51,8 +51,8 @@ __global__ void rmsnorm_forward_kernel(const float* x, const float* residual, fl
 // (column j by the thread that reads it), written to partial[chunk, j]; a second pass adds the
 // chunks in order. No atomics, so the result has the same bits on every run (reproducible
 // training and resume). K floats per access, as in the forward; dout fp32, or a narrow bf16
-// (the input gradient a GEMM wrote). dx16, when set, receives
-// bf16(dx) for the GEMM that reads dx next (the residual gradient is dy of o_proj, down_proj).
+// (the input gradient a GEMM wrote). dx16, when set, receives bf16(dx) for the GEMM that reads
+// dx next (the residual gradient is dy of o_proj and down_proj).
 constexpr int64_t kRowsPerChunk = 8;
 template <int K, typename DoutT>
 __global__ void rmsnorm_backward_kernel(const DoutT* dout, const float* x, const float* w,
@@ -162,10 +162,9 @@ void CudaBackendImpl::rmsnorm_backward(const float* dout, const float* x, const 
   wrote(dw, size_t(H) * sizeof(float));
   // dx is read as well as written (it accumulates), so its bf16 copy goes to a scratch slot and
   // the fp32 stays whole.
-  const size_t bytes = size_t(N * H) * sizeof(float);
   const __nv_bfloat16* dout16 = narrow_of(dout, size_t(N * H), false);
-  __nv_bfloat16* dx16 = narrow_output(dx, size_t(N * H), dx_use == Use::Gemm ? Use::Gemm : Use::Any,
-                                      {{dx, bytes}}, Scratch::NormGrad);
+  __nv_bfloat16* dx16 = narrow_output(dx, size_t(N * H), dx_use,
+                                      {{dx, size_t(N * H) * sizeof(float)}}, Scratch::NormGrad);
   const int64_t chunks = (N + kRowsPerChunk - 1) / kRowsPerChunk;
   const size_t smem = size_t(H) * sizeof(float);
   check(smem <= 227 * 1024, "cuda rmsnorm_backward: hidden size ", H,
