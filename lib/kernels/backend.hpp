@@ -85,12 +85,14 @@ class Backend {
   }
   // The two GEMMs of its backward, in one call so that a backend that converts operands
   // converts dy once:
-  //   dW[O, I] += dy^T x        dx[N, I] = dy W   (overwritten; dx_use is its Use)
+  //   dW[O, I] (+)= dy^T x      dx[N, I] = dy W   (overwritten; dx_use is its Use)
+  // dW is added into when dW_accumulate, else overwritten (a step's first gradient: no pass to
+  // zero the buffer beforehand, and no read of it).
   virtual void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
-                                     const float* x, const float* W, float* dW, float* dx,
-                                     Use dx_use) {
+                                     const float* x, const float* W, float* dW, bool dW_accumulate,
+                                     float* dx, Use dx_use) {
     (void)dx_use;
-    matmul(O, I, N, dy, true, x, false, dW, true);
+    matmul(O, I, N, dy, true, x, false, dW, dW_accumulate);
     matmul(N, I, O, dy, false, W, false, dx, false);
   }
 

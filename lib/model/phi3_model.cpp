@@ -186,7 +186,33 @@ void Phi3Model::params_changed() {
 }
 
 void Phi3Model::zero_grad() {
-  be_.fill_zero(grads_, layout_.total * sizeof(float));
+  grads_zero_pending_ = true;
+  written_.assign(layout_.slots.size(), 0);
+}
+
+bool Phi3Model::grad_accumulates(size_t offset, size_t numel) {
+  if (!grads_zero_pending_) return true;
+  const auto it = std::lower_bound(layout_.slots.begin(), layout_.slots.end(), offset,
+                                   [](const ParamSlot& s, size_t o) { return s.offset < o; });
+  check(it != layout_.slots.end() && it->offset == offset, "model: no parameter starts at ", offset,
+        " of the gradient buffer");
+  char& w = written_[size_t(it - layout_.slots.begin())];
+  if (w) return true;
+  w = 1;
+  if (numel == it->numel) return false;
+  be_.fill_zero(grads_ + offset, it->numel * sizeof(float));
+  return true;
+}
+
+void Phi3Model::settle_grads(size_t lo, size_t hi) {
+  if (!grads_zero_pending_) return;
+  for (size_t i = 0; i < layout_.slots.size(); ++i) {
+    const ParamSlot& s = layout_.slots[i];
+    if (!written_[i] && s.offset >= lo && s.offset + s.numel <= hi) {
+      be_.fill_zero(grads_ + s.offset, s.numel * sizeof(float));
+      written_[i] = 1;
+    }
+  }
 }
 
 std::vector<float> Phi3Model::slot_to_host(const float* base, const std::string& name) const {
@@ -201,6 +227,7 @@ std::vector<float> Phi3Model::param_shard(const std::string& name) const {
 }
 
 std::vector<float> Phi3Model::grad_shard(const std::string& name) const {
+  if (grads_zero_pending_) return std::vector<float>(layout_.at(name).numel, 0.0f);
   return slot_to_host(grads_, name);
 }
 
@@ -558,8 +585,10 @@ void Phi3Model::lm_head_backward(int64_t r0, int64_t rows, float grad_scale) {
   held_chunk_ = -1;  // overwritten by its gradient
   be_.ce_backward(logits_, rows, logits_width_, ce_ + r0, ce_ + N + r0, tgt_ + r0, logit_blocks_,
                   kIgnoreIndex, grad_scale / float(num_targets_), grad_gemm_use(lm_head_));
+  const size_t w_numel = size_t(lm_head_.out_local(tg_.size()) * lm_head_.in_local(tg_.size()));
   linear_backward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, grads_ + lm_head_.w_offset,
-                  logits_, lm_in + r0 * in_w, rows, sc_dy_, sc_dx_, d_ln_ + r0 * H_);
+                  grad_accumulates(lm_head_.w_offset, w_numel), logits_, lm_in + r0 * in_w, rows,
+                  sc_dy_, sc_dx_, d_ln_ + r0 * H_);
 }
 
 // Everything after the lm_head's backward (which left dL/d(final norm output) in d_ln_).
@@ -568,6 +597,7 @@ void Phi3Model::backward_layers() {
   // that every DP rank starts the same collectives in the same order.
   const bool compute = num_targets_ > 0;  // no target, no loss: no gradient changes
   auto ready = [&](size_t offset, size_t count) {
+    settle_grads(offset, offset + count);
     if (grads_ready_ && count) grads_ready_(offset, count);
   };
   const int64_t N = int64_t(B_) * T_;
@@ -576,6 +606,7 @@ void Phi3Model::backward_layers() {
 
   if (compute) {
     be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
+    grad_accumulates(norm_off_, 0);
     be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_,
                          dres_use(int(layers_.size()) - 1));
   }
@@ -590,6 +621,7 @@ void Phi3Model::backward_layers() {
 
   // dres = dL/d(embedding output), full on every rank.
   if (compute) {
+    grad_accumulates(embed_off_, 0);
     if (embed_split_ == EmbedSplit::Hidden) {
       // Backward of the all-gather: this rank's columns of the full gradient.
       tg_.slice(embed_layout_, dres_, N, H_, sc_d1_);
@@ -603,6 +635,7 @@ void Phi3Model::backward_layers() {
   }
   // The embedding (and, tied, the lm_head) comes first in the layout: [0, first layer).
   ready(0, layers_.empty() ? norm_off_ : layers_.front().lo);
+  grads_zero_pending_ = false;
 }
 
 void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
@@ -629,26 +662,33 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
     act = act_;
   }
 
-  linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, dres_, act, N, sc_dy_,
-                  sc_dx_, sc_d1_, Use::Narrow);  // read by swiglu_backward alone
+  // Each weight's gradient is overwritten where zero_grad() left it pending.
+  auto acc = [&](const LinearSite& s) {
+    return grad_accumulates(s.w_offset, size_t(s.out_local(tp) * s.in_local(tp)));
+  };
+  linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, acc(L.down), dres_,
+                  act, N, sc_dy_, sc_dx_, sc_d1_, Use::Narrow);  // read by swiglu_backward alone
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
                       grad_gemm_use(L.gate_up));
   const float* gu_in = norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2);
-  linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset, sc_d2_,
-                  gu_in, N, sc_dy_, sc_dx_, d_ln_, Use::Narrow);  // read by rmsnorm_backward alone
+  linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset,
+                  acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_,
+                  Use::Narrow);  // read by rmsnorm_backward alone
   // -> d(mid), read by o_proj's backward GEMMs next
+  grad_accumulates(L.ln2, 0);
   be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2,
                        grad_gemm_use(L.o));
 
-  linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, dres_,
+  linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, acc(L.o), dres_,
                   L.o.converts_input() ? a.o_xin : a.att_out, N, sc_dy_, sc_dx_, sc_d1_,
                   Use::Narrow);  // read by attention_backward alone
   be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_,
                          grad_narrow_use(L.qkv));
   be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
-  linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, sc_d2_,
+  linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, acc(L.qkv), sc_d2_,
                   norm_in(L.qkv, a.qkv_xin, res_[size_t(l)], L.ln1, a.rstd1), N, sc_dy_, sc_dx_,
                   d_ln_, Use::Narrow);  // read by rmsnorm_backward alone
+  grad_accumulates(L.ln1, 0);
   be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
                        dres_use(l - 1));  // -> d(x)
 }

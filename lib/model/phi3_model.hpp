@@ -68,6 +68,10 @@ class Phi3Model {
   // the backward goes on (ZeroOptimizer::grads_ready). Empty (the default): not called.
   using GradsReadyFn = std::function<void(size_t offset, size_t count)>;
   void set_grads_ready(GradsReadyFn f) { grads_ready_ = std::move(f); }
+  // grads() = 0, lazily: the next backward writes each parameter's gradient instead of adding
+  // to it, so no pass zeroes the buffer and the first GEMM of each weight does not read it. A
+  // gradient that backward does not write is zeroed before its range is reported final (and at
+  // its end); until then grad_shard() reads zeros and grads() holds stale values.
   void zero_grad();
   // The full logits [B*T, V] of the last forward (gathered over TP; call before backward()),
   // recomputed chunk by chunk (see below) from the final hidden states where the forward no
@@ -79,9 +83,10 @@ class Phi3Model {
   // which the forward left in place; forward_backward() computes each chunk once. rows <= 0
   // (the default): the fewest equal chunks whose logits fit kLogitsChunkBytes. Takes effect at
   // the next forward(); every rank of the TP group must use the same value. With
-  // forward_backward() more chunks cost only smaller GEMMs, so the budget is small: 2 GiB is 4
-  // chunks of 2048 rows at Phi-4-mini's 8192 (tests/gpu/NOTES.md has the measurements).
-  static constexpr size_t kLogitsChunkBytes = size_t(2) << 30;
+  // forward_backward() more chunks cost smaller GEMMs and a pass over the lm_head's weight
+  // gradient each: 4 GiB is 2 chunks of 4096 rows at Phi-4-mini's 8192, 1.5 ms (1%) faster than
+  // 4 of 2048 for 1.5 GiB more (tests/gpu/NOTES.md has the measurements).
+  static constexpr size_t kLogitsChunkBytes = size_t(4) << 30;
   void set_logits_chunk_rows(int64_t rows) { chunk_option_ = rows; }
   // The rows per chunk for a batch of N rows.
   int64_t logits_chunk_rows(int64_t N) const;
@@ -189,6 +194,17 @@ class Phi3Model {
   float *ln_, *act_;  // a norm's output and the SwiGLU output, of the layer at hand
   RopeTable rope_;
   GradsReadyFn grads_ready_;
+
+  // zero_grad() pending: the gradients are zero but the buffer is not (yet). written_[i]: slot
+  // i of the layout holds its gradient from the backward in progress.
+  bool grads_zero_pending_ = false;
+  std::vector<char> written_;
+  // For an op about to write the gradient of the slot at `offset` (covering `numel` of its
+  // elements when it can overwrite, 0 when it can only add): whether it must add into what is
+  // there. An adding op finds the slot zeroed first when it is the slot's first writer.
+  bool grad_accumulates(size_t offset, size_t numel);
+  // The slots in [lo, hi) that no op wrote yet are zeroed: their gradients are final.
+  void settle_grads(size_t lo, size_t hi);
 
   // State of the last forward.
   bool have_forward_ = false, have_targets_ = false, logits_valid_ = false;

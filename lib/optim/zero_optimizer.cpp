@@ -141,7 +141,10 @@ void ZeroOptimizer::zero_grad() {
   check(reported_.empty(),
         "optimizer: zero_grad() while the DP sum of reported gradients is running; call step() "
         "first");
-  if (layout_.total) be_.fill_zero(grads_, layout_.total * sizeof(float));
+  if (zero_grad_fn_)
+    zero_grad_fn_();
+  else if (layout_.total)
+    be_.fill_zero(grads_, layout_.total * sizeof(float));
 }
 
 void ZeroOptimizer::start_piece(const Piece& p) {

@@ -21,6 +21,8 @@
 // mean gradient when step() is called. step() sums over DP and divides by dp: the update uses
 // the mean over the global batch. step() zeroes the whole `grads` buffer before it returns
 // (applied or skipped); zero_grad() is for the first accumulation (or after a checkpoint load).
+// Zeroing is a pass over the buffer unless set_zero_grad() hands it to the model
+// (Phi3Model::zero_grad defers it: the next backward overwrites instead of adding).
 //
 // Overlap. The DP sum of a range of grads can start as soon as the range is final: during the
 // backward of the last micro-batch (Phi3Model::set_grads_ready -> grads_ready()), layer by
@@ -42,6 +44,7 @@
 // stop the run.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <utility>
 #include <vector>
@@ -94,6 +97,8 @@ class ZeroOptimizer {
   // (starting what grads_ready() did not). Zeroes grads.
   StepStats step(double lr);
   void zero_grad();
+  // What zero_grad() (and step()) call to zero the gradients instead of filling the buffer.
+  void set_zero_grad(std::function<void()> f) { zero_grad_fn_ = std::move(f); }
 
   int stage() const { return stage_; }
   const OptimizerConfig& config() const { return opt_; }
@@ -153,6 +158,7 @@ class ZeroOptimizer {
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;  // state_numel() each, on be_
   bool master_is_params_ = false;  // master_ aliases params_ (the state covers the whole buffer)
   float* scratch_ = nullptr;       // (dp + 1) * chunk_: one all-gather's send and receive buffers
+  std::function<void()> zero_grad_fn_;
 };
 
 }  // namespace autotp

@@ -271,6 +271,7 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
            ") is not finite: the benchmark's model diverged");
   };
 
+  opt.set_zero_grad([&model] { model.zero_grad(); });
   opt.zero_grad();
   for (int64_t s = 0; s < a.warmup; ++s) train_step();
   be.synchronize();

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "dist/mpi_main.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
+#include "train/train_args.hpp"
 #ifdef AUTOTP_WITH_CUDA
 #include "dist/cuda/device_comm.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
@@ -61,7 +62,7 @@ Device cuda_device(const std::string& comm, const Topology& topo, int count) {
         "(NCCL refuses two ranks on one GPU): use --comm mpi, or start one rank per GPU");
   const bool nccl = comm == "nccl" || (comm == "auto" && own_gpu);
   const int gpu = topo.local_rank % count;
-  auto be = make_cuda_backend(gpu);
+  auto be = make_cuda_backend(gpu, TrainArgs::share_dir() + "/gemm_tuning");
   Device d;
   d.tp = nccl ? make_nccl_comm(topo.tp_comm, be->stream())
               : make_staged_mpi_comm(topo.tp_comm, be->stream());

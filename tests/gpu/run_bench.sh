@@ -20,7 +20,9 @@
 # a narrow bf16 C is allowed, the A/B of cuBLAS's bf16 C); autotp-fp32out
 # (AUTOTP_CUDA_GEMM_OUTPUTS=fp32: no bf16 outputs at all, the A/B of Use::Gemm and
 # Use::Narrow); autotp-tuned (AUTOTP_GEMM_TUNE=1: GEMM algorithms chosen by timing, with the
-# choices kept in OUT_DIR/gemm_tuning.txt, so a later autotp-tuned run reuses them); torch-eager;
+# choices kept in OUT_DIR/gemm_tuning.txt, so a later autotp-tuned run reuses them: copied into
+# share/gemm_tuning, the file is the table every run on that GPU uses); autotp-untuned
+# (AUTOTP_GEMM_TUNE=0: cublasGemmEx's default algorithm for every shape); torch-eager;
 # torch-compile. (AUTOTP_ATTN_DS_BYTES=0, by hand, makes the attention
 # backward recompute dS instead of storing it.)
 # "tiny" in RUNS is a smoke test of this script on the CPU (the tiny preset, autotp and eager).
@@ -65,6 +67,7 @@ run() {
     [ "$impl" = autotp-fp32c ] && env=(-x AUTOTP_CUDA_GEMM_OUTPUTS=fp32c)
     [ "$impl" = autotp-tuned ] &&
       env=(-x AUTOTP_GEMM_TUNE=1 -x "AUTOTP_GEMM_TUNE_FILE=$OUT/gemm_tuning.txt")
+    [ "$impl" = autotp-untuned ] && env=(-x AUTOTP_GEMM_TUNE=0)
     timeout "$RUN_TIMEOUT" "$MPIRUN" --allow-run-as-root --bind-to none "${env[@]}" -np 1 \
       "$BENCH" --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" >>"$log" 2>&1
   else

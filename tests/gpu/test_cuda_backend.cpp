@@ -212,13 +212,13 @@ class CudaVsCpu : public ::testing::Test {
     Twin x = upload(random(size_t(M * K))), W = upload(random(size_t(O * K)));
     const std::vector<float> dW0 = random(size_t(O * K));
     Twin dW = upload(dW0), dx = poisoned(size_t(M * K));
-    cpu_->linear_backward_gemms(M, O, K, dy.c, x.c, W.c, dW.c, dx.c, Use::Any);
-    gpu_->linear_backward_gemms(M, O, K, dy.g, x.g, W.g, dW.g, dx.g, Use::Any);
+    cpu_->linear_backward_gemms(M, O, K, dy.c, x.c, W.c, dW.c, true, dx.c, Use::Any);
+    gpu_->linear_backward_gemms(M, O, K, dy.g, x.g, W.g, dW.g, true, dx.g, Use::Any);
     expect_close(what + " as dy: dW", dW, kBf16Tol);
     expect_close(what + " as dy: dx", dx, kBf16Tol);
     if (!same) return;
     Twin dW2 = upload(dW0), dx2 = poisoned(size_t(M * K));
-    gpu_->linear_backward_gemms(M, O, K, same->g, x.g, W.g, dW2.g, dx2.g, Use::Any);
+    gpu_->linear_backward_gemms(M, O, K, same->g, x.g, W.g, dW2.g, true, dx2.g, Use::Any);
     expect_same_bits(what + " as dy: dW (vs an fp32 dy)", dW, dW2);
     expect_same_bits(what + " as dy: dx (vs an fp32 dy)", dx, dx2);
   }
@@ -397,7 +397,8 @@ TEST_F(CudaVsCpu, MatmulReadsTheParamShadow) {
 // matmuls, with W from the shadow and standalone. The one-row case has 34 dx elements: the
 // error is measured against the largest, and with 2 (or 3) elements both sums could cancel to
 // 1e-2 of their terms, where bf16's rounding of the terms exceeds the tolerance (it did, for
-// seeds 1592257824 and one in session 6).
+// seeds 1592257824 and one in session 6). dW added into, and overwritten (a poisoned dW: the
+// first gradient of a step, which reads nothing of it).
 TEST_F(CudaVsCpu, LinearBackwardGemms) {
   for (auto [N, O, I] : std::vector<Dims3>{{67, 45, 129}, {300, 256, 96}, {1, 63, 34}}) {
     Twin params = upload(random(size_t(O * I + 7)));
@@ -406,15 +407,19 @@ TEST_F(CudaVsCpu, LinearBackwardGemms) {
     Twin W = upload(random(size_t(O * I)));
     Twin dy = upload(random(size_t(N * O))), x = upload(random(size_t(N * I)));
     for (bool shadow : {false, true}) {
-      Twin dW = upload(random(size_t(O * I))), dx = poisoned(size_t(N * I));
-      const float* wc = shadow ? params.c + 7 : W.c;
-      const float* wg = shadow ? params.g + 7 : W.g;
-      cpu_->linear_backward_gemms(N, O, I, dy.c, x.c, wc, dW.c, dx.c, Use::Any);
-      gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, wg, dW.g, dx.g, Use::Any);
-      const std::string tag =
-          name_of(" %ldx%ldx%ld%s", long(N), long(O), long(I), shadow ? " W(shadow)" : "");
-      expect_close("linear_backward_gemms dW +=" + tag, dW, kBf16Tol);
-      expect_close("linear_backward_gemms dx" + tag, dx, kBf16Tol);
+      for (bool acc : {true, false}) {
+        Twin dW = acc ? upload(random(size_t(O * I))) : poisoned(size_t(O * I)),
+             dx = poisoned(size_t(N * I));
+        const float* wc = shadow ? params.c + 7 : W.c;
+        const float* wg = shadow ? params.g + 7 : W.g;
+        cpu_->linear_backward_gemms(N, O, I, dy.c, x.c, wc, dW.c, acc, dx.c, Use::Any);
+        gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, wg, dW.g, acc, dx.g, Use::Any);
+        const std::string tag =
+            name_of(" %ldx%ldx%ld%s", long(N), long(O), long(I), shadow ? " W(shadow)" : "");
+        expect_close(std::string("linear_backward_gemms dW ") + (acc ? "+=" : "=") + tag, dW,
+                     kBf16Tol);
+        expect_close("linear_backward_gemms dx" + tag, dx, kBf16Tol);
+      }
     }
   }
 }
@@ -439,8 +444,8 @@ TEST_F(CudaVsCpu, NarrowGemmOutputsServeEveryReader) {
   Twin dy = upload(random(size_t(N * H))), Wd = upload(random(size_t(H * I)));
   Twin dWd = upload(random(size_t(H * I))), dact = poisoned(size_t(N * I));
   Twin act = upload(random(size_t(N * I)));
-  cpu_->linear_backward_gemms(N, H, I, dy.c, act.c, Wd.c, dWd.c, dact.c, Use::Narrow);
-  gpu_->linear_backward_gemms(N, H, I, dy.g, act.g, Wd.g, dWd.g, dact.g, Use::Narrow);
+  cpu_->linear_backward_gemms(N, H, I, dy.c, act.c, Wd.c, dWd.c, true, dact.c, Use::Narrow);
+  gpu_->linear_backward_gemms(N, H, I, dy.g, act.g, Wd.g, dWd.g, true, dact.g, Use::Narrow);
   expect_close("linear_backward_gemms (Narrow dx) dW", dWd, kBf16Tol);
   expect_holds_bf16("linear_backward_gemms (Narrow dx) dx", dact);
   Twin dgu = poisoned(size_t(N * 2 * I));

@@ -19,8 +19,8 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<CudaBackend> make_cuda_backend(int device) {
-  return std::make_unique<cuda::CudaBackendImpl>(device);
+std::unique_ptr<CudaBackend> make_cuda_backend(int device, const std::string& gemm_tables) {
+  return std::make_unique<cuda::CudaBackendImpl>(device, gemm_tables);
 }
 
 namespace cuda {
@@ -54,10 +54,10 @@ Blocks to_blocks(const std::vector<VocabBlock>& v, const char* op) {
 
 // The tuner's buffers are tracked (peak_bytes) and, like every live buffer, freed by the
 // destructor.
-CudaBackendImpl::CudaBackendImpl(int device)
+CudaBackendImpl::CudaBackendImpl(int device, const std::string& gemm_tables)
     : device_(device),
       tuner_([this](size_t bytes) { return device_alloc(bytes); },
-             [this](void* p) { device_free(p); }) {
+             [this](void* p) { device_free(p); }, gemm_tables) {
   const int count = cuda_device_count();
   check(device >= 0 && device < count, "cuda backend: GPU ", device, " requested but ", count,
         " visible (check CUDA_VISIBLE_DEVICES and the driver)");

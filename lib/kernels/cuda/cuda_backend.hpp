@@ -31,6 +31,8 @@ class CudaBackend : public Backend {
 // Number of visible GPUs (0 when there is no driver or no device; never throws).
 int cuda_device_count();
 // A backend on GPU `device` (cudaSetDevice is called). Throws Error with the CUDA message.
-std::unique_ptr<CudaBackend> make_cuda_backend(int device);
+// gemm_tables: a folder of GEMM algorithm tables (share/gemm_tuning, see gemm_tuner.cuh), of
+// which the one tuned on this GPU and cuBLASLt, if any, is used; empty: none.
+std::unique_ptr<CudaBackend> make_cuda_backend(int device, const std::string& gemm_tables = "");
 
 }  // namespace autotp

@@ -44,15 +44,19 @@ inline unsigned grid_for(size_t n, int threads = kThreads) {
   return unsigned(b < 1 ? 1 : (b > 65536 ? 65536 : b));
 }
 
-// K consecutive floats (K = 1, or 4 for one 16-byte access) in and out of registers. An output
+// K consecutive floats (K = 1, 4 for one 16-byte access, or 8: two fp32 accesses, one bf16) in
+// and out of registers. An output
 // of type __nv_bfloat16 is rounded to nearest even, as to_bf16 does: a Use::Gemm output holds
 // the same bf16 values the GEMM's conversion would have made. K = 4 needs p 16-byte aligned
-// (8-byte for bf16).
+// (8-byte for bf16); K = 8 needs 16-byte alignment.
 template <int K>
 __device__ __forceinline__ void load_k(const float* p, float (&v)[K]) {
-  if constexpr (K == 4) {
-    const float4 t = *reinterpret_cast<const float4*>(p);
-    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+  if constexpr (K % 4 == 0) {
+#pragma unroll
+    for (int j = 0; j < K; j += 4) {
+      const float4 t = *reinterpret_cast<const float4*>(p + j);
+      v[j] = t.x, v[j + 1] = t.y, v[j + 2] = t.z, v[j + 3] = t.w;
+    }
   } else {
 #pragma unroll
     for (int i = 0; i < K; ++i) v[i] = p[i];
@@ -65,6 +69,14 @@ __device__ __forceinline__ void load_k(const __nv_bfloat16* p, float (&v)[K]) {
     const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&t.x));
     const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&t.y));
     v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+  } else if constexpr (K == 8) {
+    const uint4 t = *reinterpret_cast<const uint4*>(p);
+    const uint32_t w[4] = {t.x, t.y, t.z, t.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[j]));
+      v[2 * j] = a.x, v[2 * j + 1] = a.y;
+    }
   } else {
 #pragma unroll
     for (int i = 0; i < K; ++i) v[i] = __bfloat162float(p[i]);
@@ -72,8 +84,10 @@ __device__ __forceinline__ void load_k(const __nv_bfloat16* p, float (&v)[K]) {
 }
 template <int K>
 __device__ __forceinline__ void store_k(float* p, const float (&v)[K]) {
-  if constexpr (K == 4) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  if constexpr (K % 4 == 0) {
+#pragma unroll
+    for (int j = 0; j < K; j += 4)
+      *reinterpret_cast<float4*>(p + j) = make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
   } else {
 #pragma unroll
     for (int i = 0; i < K; ++i) p[i] = v[i];
@@ -85,6 +99,14 @@ __device__ __forceinline__ void store_k(__nv_bfloat16* p, const float (&v)[K]) {
     __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(p);
     o[0] = __floats2bfloat162_rn(v[0], v[1]);
     o[1] = __floats2bfloat162_rn(v[2], v[3]);
+  } else if constexpr (K == 8) {
+    uint32_t w[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const __nv_bfloat162 b = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+      w[j] = *reinterpret_cast<const uint32_t*>(&b);
+    }
+    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
   } else {
 #pragma unroll
     for (int i = 0; i < K; ++i) p[i] = __float2bfloat16_rn(v[i]);
@@ -182,7 +204,7 @@ __device__ inline float block_max(float v, float* red) {
 
 class CudaBackendImpl final : public CudaBackend {
  public:
-  explicit CudaBackendImpl(int device);
+  CudaBackendImpl(int device, const std::string& gemm_tables);
   ~CudaBackendImpl() override;
 
   std::string name() const override { return "cuda"; }
@@ -207,7 +229,8 @@ class CudaBackendImpl final : public CudaBackend {
   void linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W, float* y,
                    Use use) override;
   void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy, const float* x,
-                             const float* W, float* dW, float* dx, Use dx_use) override;
+                             const float* W, float* dW, bool dW_accumulate, float* dx,
+                             Use dx_use) override;
   void add_rmsnorm_forward(const float* x, const float* residual, float* sum, const float* w,
                            int64_t N, int64_t H, float eps, float* out, float* rstd,
                            Use use) override;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -141,12 +142,16 @@ GemmTuner::LtProblem::~LtProblem() {
 
 // ---------------------------------------------------------------- GemmTuner
 
-GemmTuner::GemmTuner(Alloc alloc, Free free) : alloc_(std::move(alloc)), free_(std::move(free)) {
+GemmTuner::GemmTuner(Alloc alloc, Free free, const std::string& tables)
+    : alloc_(std::move(alloc)), free_(std::move(free)), tables_(tables) {
   // Read once: a shape's plan must not change under a running process.
   const std::string mode = env_or_empty("AUTOTP_GEMM_TUNE");
-  mode_ = mode == "1" ? Mode::On : mode == "lt" ? Mode::LtOnly : Mode::Off;
+  mode_ = mode == "1"                     ? Mode::On
+          : mode == "lt"                  ? Mode::LtOnly
+          : mode == "0" || tables.empty() ? Mode::Off
+                                          : Mode::Table;
   verbose_ = std::string(env_or_empty("AUTOTP_GEMM_TUNE_VERBOSE")) == "1";
-  if (mode_ != Mode::Off) file_ = env_or_empty("AUTOTP_GEMM_TUNE_FILE");
+  if (mode_ == Mode::On || mode_ == Mode::LtOnly) file_ = env_or_empty("AUTOTP_GEMM_TUNE_FILE");
 }
 
 GemmTuner::~GemmTuner() {
@@ -182,6 +187,7 @@ GemmTuner::Key GemmTuner::key_of(const GemmCall& g) {
 // A new shape's plan: the file's choice when it has one that runs here, else tuned (and saved).
 GemmTuner::Plan GemmTuner::plan(cublasHandle_t cublas, cudaStream_t stream, const GemmCall& g,
                                 const Key& key) {
+  if (mode_ == Mode::Table && !loaded_) load_table();
   if (!file_.empty() && !loaded_) load();
   const auto known = known_.find(key);
   if (known != known_.end()) {
@@ -198,10 +204,11 @@ GemmTuner::Plan GemmTuner::plan(cublasHandle_t cublas, cudaStream_t stream, cons
                      p.lt ? describe_algo(p.algo).c_str() : "cublasGemmEx default", file_.c_str());
       return p;
     }
-    std::fprintf(stderr,
-                 "gemm tuner: %s: the cuBLASLt algorithm for %s does not run here; retuning\n",
-                 file_.c_str(), shape(g).c_str());
+    std::fprintf(stderr, "gemm tuner: %s: the cuBLASLt algorithm for %s does not run here; %s\n",
+                 file_.c_str(), shape(g).c_str(),
+                 mode_ == Mode::Table ? "using the default" : "retuning");
   }
+  if (mode_ == Mode::Table) return Plan{};  // the default algorithm
   Plan p = tune(cublas, stream, g);
   known_[key] = p;  // the Choice part
   if (!file_.empty()) save();
@@ -219,38 +226,68 @@ bool GemmTuner::runs(const LtProblem& p, const cublasLtMatmulAlgo_t& algo) const
 
 // Reads the file's choices if its header is this setup's. At the first tuned call rather than
 // in the constructor: the owner selects its device after constructing the tuner.
-void GemmTuner::load() {
+// This setup's header: an algorithm is valid for one cuBLASLt and GPU; the mode decides what
+// was chosen (a table is a file tuned in mode 1).
+static std::string setup_header(bool lt_only) {
   int device = 0;
   AUTOTP_CUDA(cudaGetDevice(&device));
   cudaDeviceProp prop;
   AUTOTP_CUDA(cudaGetDeviceProperties(&prop, device));
-  // An algorithm is valid for one cuBLASLt and GPU; the mode decides what was chosen.
-  header_ = "autotp-gemm-tune " + std::to_string(kFileVersion) + " cublasLt " +
-            std::to_string(cublasLtGetVersion()) + " mode " + (mode_ == Mode::LtOnly ? "lt" : "1") +
-            " sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + " " + prop.name;
+  return "autotp-gemm-tune " + std::to_string(kFileVersion) + " cublasLt " +
+         std::to_string(cublasLtGetVersion()) + " mode " + (lt_only ? "lt" : "1") + " sm_" +
+         std::to_string(prop.major) + std::to_string(prop.minor) + " " + prop.name;
+}
+
+// The choices of the file at `path` into known_ when its header is header_; false when there
+// is no such file or it was tuned elsewhere. A malformed line throws with loaded_ still false:
+// every later call reports it again rather than overwriting the file.
+bool GemmTuner::read_choices(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line) || line != header_) return false;
+  for (int n = 2; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    Key key;
+    Choice c;
+    check(parse(line, &key, &c), "gemm tuner: ", path, ":", n, ": malformed line \"", line,
+          "\"; delete the file to retune");
+    known_[key] = c;
+  }
+  if (verbose_)
+    std::fprintf(stderr, "gemm tuner: %zu choices from %s\n", known_.size(), path.c_str());
+  return true;
+}
+
+// Reads the file's choices if its header is this setup's. At the first tuned call rather than
+// in the constructor: the owner selects its device after constructing the tuner.
+void GemmTuner::load() {
+  header_ = setup_header(mode_ == Mode::LtOnly);
   std::ifstream in(file_);
   std::string line;
-  if (!in) {
-    // None yet: this process tunes and writes it.
-  } else if (!std::getline(in, line) || line != header_) {
+  if (in && !read_choices(file_)) {
+    // (None yet: this process tunes and writes it.)
+    std::getline(in, line);
     std::fprintf(stderr,
                  "gemm tuner: ignoring %s, tuned elsewhere (header \"%s\", here \"%s\"); it will "
                  "be rewritten\n",
                  file_.c_str(), line.c_str(), header_.c_str());
-  } else {
-    // A malformed line throws with loaded_ still false: every later call reports it again
-    // rather than overwriting the file.
-    for (int n = 2; std::getline(in, line); ++n) {
-      if (line.empty()) continue;
-      Key key;
-      Choice c;
-      check(parse(line, &key, &c), "gemm tuner: ", file_, ":", n, ": malformed line \"", line,
-            "\"; delete the file to retune");
-      known_[key] = c;
-    }
-    if (verbose_)
-      std::fprintf(stderr, "gemm tuner: %zu choices from %s\n", known_.size(), file_.c_str());
   }
+  loaded_ = true;
+}
+
+// Table mode: the first file of the folder (in name order) whose header is this setup's.
+void GemmTuner::load_table() {
+  header_ = setup_header(false);
+  std::vector<std::string> paths;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(tables_, ec))
+    if (e.is_regular_file()) paths.push_back(e.path().string());
+  std::sort(paths.begin(), paths.end());
+  for (const std::string& p : paths)
+    if (read_choices(p)) {
+      file_ = p;
+      break;
+    }
   loaded_ = true;
 }
 

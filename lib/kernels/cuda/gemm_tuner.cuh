@@ -1,5 +1,12 @@
 #pragma once
-// An opt-in choice of GEMM algorithm per shape (AUTOTP_GEMM_TUNE=1): at a shape's first call,
+// A choice of GEMM algorithm per shape. By default from a shipped table: the owner names a
+// folder of tuning files (share/gemm_tuning), and the one whose header is this setup's (GPU,
+// cuBLASLt, see below) gives the algorithm of each shape it holds; other shapes, and every shape
+// when no file matches, run cublasGemmEx's default. Nothing is timed, so every process on such
+// a GPU runs the same algorithms (a resume stays bit-identical). AUTOTP_GEMM_TUNE=0: the
+// default algorithm everywhere.
+//
+// Tuning (AUTOTP_GEMM_TUNE=1), which also makes the tables: at a shape's first call,
 // cublasGemmEx's default algorithm and cuBLASLt's heuristic candidates are timed on the call's
 // own operands, and the fastest is kept for every later call of that shape (the default unless
 // a candidate beats it by more than 1%). On the step's shapes this saves ~3.5% of GEMM time
@@ -7,10 +14,11 @@
 // timing. AUTOTP_GEMM_TUNE=lt always takes the fastest Lt candidate (for tests);
 // AUTOTP_GEMM_TUNE_VERBOSE=1 prints each shape's timings and choice to stderr.
 //
-// Off by default: the choice depends on timings, so two processes (a run and its resume, or two
-// ranks) may pick different algorithms for one shape and differ in the last bits of a result.
-// Within one process a shape always runs the same algorithm, and split-K algorithms (whose
-// reductions may be non-deterministic) are never candidates.
+// Not the default: the choice depends on timings, so two processes (a run and its resume, or
+// two ranks) may pick different algorithms for one shape and differ in the last bits of a
+// result. Within one process a shape always runs the same algorithm, and split-K algorithms
+// (whose reductions may be non-deterministic) are never candidates. A table is a tuning file
+// (below) copied into share/gemm_tuning: tests/gpu/run_bench.sh's autotp-tuned run writes one.
 //
 // AUTOTP_GEMM_TUNE_FILE=path (with AUTOTP_GEMM_TUNE set; like PyTorch's TunableOp results file)
 // makes the choices reproducible: processes reading the same file run the same algorithms, so a
@@ -80,7 +88,8 @@ class GemmTuner {
   using Free = std::function<void(void*)>;
   // Reads AUTOTP_GEMM_TUNE, AUTOTP_GEMM_TUNE_VERBOSE and AUTOTP_GEMM_TUNE_FILE; allocates and
   // reads nothing until a tuned call (the owner selects its device after constructing this).
-  GemmTuner(Alloc alloc, Free free);
+  // tables: the folder of shipped tuning files (empty: none).
+  GemmTuner(Alloc alloc, Free free, const std::string& tables = "");
   ~GemmTuner();
   GemmTuner(const GemmTuner&) = delete;
   GemmTuner& operator=(const GemmTuner&) = delete;
@@ -94,9 +103,10 @@ class GemmTuner {
            cudaDataType_t c_type, bool accumulate);
 
  private:
-  // AUTOTP_GEMM_TUNE: unset/other: Off; "1": On; "lt": On, but an Lt candidate that runs is
-  // chosen even when slower than the default (so that tests exercise the cuBLASLt path).
-  enum class Mode { Off, On, LtOnly };
+  // AUTOTP_GEMM_TUNE: unset/other: Table (the matching shipped table, else Off); "0": Off;
+  // "1": On; "lt": On, but an Lt candidate that runs is chosen even when slower than the
+  // default (so that tests exercise the cuBLASLt path).
+  enum class Mode { Off, Table, On, LtOnly };
 
   // The cuBLASLt description of one GEMM (owned; movable so that a Plan can live in the map).
   struct LtProblem {
@@ -128,6 +138,8 @@ class GemmTuner {
   Plan plan(cublasHandle_t cublas, cudaStream_t stream, const GemmCall& g, const Key& key);
   bool runs(const LtProblem& p, const cublasLtMatmulAlgo_t& algo) const;
   void load();
+  void load_table();
+  bool read_choices(const std::string& path);
   void save();
   static std::string format(const Key& key, const Choice& c);
   static bool parse(const std::string& line, Key* key, Choice* c);
@@ -152,8 +164,9 @@ class GemmTuner {
   size_t zeros_n_ = 0;
   cudaEvent_t begin_ = nullptr, end_ = nullptr;
   std::map<Key, Plan> plans_;
-  // AUTOTP_GEMM_TUNE_FILE (empty: none); its header for this setup and choices, set by load().
-  std::string file_, header_;
+  // AUTOTP_GEMM_TUNE_FILE (empty: none), or in Table mode the matching table; the header of
+  // this setup and the choices, set by load().
+  std::string tables_, file_, header_;
   bool loaded_ = false, save_warned_ = false;
   std::map<Key, Choice> known_;
 };

@@ -151,10 +151,10 @@ void CudaBackendImpl::linear_gemm(int64_t N, int64_t O, int64_t I, const float* 
 }
 
 void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
-                                            const float* x, const float* W, float* dW, float* dx,
-                                            Use dx_use) {
+                                            const float* x, const float* W, float* dW,
+                                            bool dW_accumulate, float* dx, Use dx_use) {
   if (N == 0 || O == 0 || I == 0)
-    return Backend::linear_backward_gemms(N, O, I, dy, x, W, dW, dx, dx_use);
+    return Backend::linear_backward_gemms(N, O, I, dy, x, W, dW, dW_accumulate, dx, dx_use);
   Timed t(*this, "gemm");
   const __nv_bfloat16* d = bf16_operand(dy, size_t(N * O), Scratch::GemmA);
   const __nv_bfloat16* xb = bf16_operand(x, size_t(N * I), Scratch::GemmB);
@@ -165,7 +165,7 @@ void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, con
                                        {x, size_t(N * I) * sizeof(float)},
                                        {W, size_t(O * I) * sizeof(float)},
                                        {dW, size_t(O * I) * sizeof(float)}});
-  gemm(O, I, N, d, true, xb, false, dW, true);
+  gemm(O, I, N, d, true, xb, false, dW, dW_accumulate);
   gemm(N, I, O, d, false, wb, false, dx, false, dx16);
 }
 
