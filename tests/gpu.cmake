@@ -11,4 +11,8 @@ if(TARGET autotp_kernels_cuda)
   add_executable(gemm_sweep ${PROJECT_SOURCE_DIR}/tests/gpu/gemm_sweep.cu)
   target_include_directories(gemm_sweep PRIVATE ${PROJECT_SOURCE_DIR}/lib)
   target_link_libraries(gemm_sweep PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
+  # wgmma_probe: the wgmma wrappers' descriptor conventions against the CPU (a diagnosis tool).
+  add_executable(wgmma_probe ${PROJECT_SOURCE_DIR}/tests/gpu/wgmma_probe.cu)
+  target_include_directories(wgmma_probe PRIVATE ${PROJECT_SOURCE_DIR}/lib)
+  target_link_libraries(wgmma_probe PRIVATE CUDA::cudart)
 endif()

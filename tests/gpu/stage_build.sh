@@ -17,7 +17,7 @@ build=$1 dest=$2
 }
 files=(app/autotp-train tools/autotp-bench tools/autotp-reshard tools/autotp-merge
   tools/autotp-convert tests/test_cuda_backend tests/test_cuda_model_hf tests/test_device_comm
-  tests/checkpoint_logits tests/gemm_sweep)
+  tests/checkpoint_logits tests/gemm_sweep tests/wgmma_probe)
 rm -rf "$dest"
 for f in "${files[@]}"; do
   [ -e "$build/$f" ] || continue

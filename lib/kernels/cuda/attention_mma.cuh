@@ -32,6 +32,7 @@
 #include <cstdlib>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/wgmma.cuh"
 
 namespace autotp::cuda {
 
@@ -358,6 +359,69 @@ inline unsigned grid_size(int64_t n) {
 }
 
 using TcDims = HeadDims<16, 32, 64, 128>;
+
+// ---------------------------------------------------------------- wgmma tiles (sm_90a)
+// The kernels on Hopper's warpgroup MMA (wgmma.cuh) keep their tiles of 64 rows x kWgHd head
+// dims in the 128-byte swizzled layout (the unswizzled core-matrix layout measured slower than
+// mma.sync: 18.4 against 17.0 ms of attention per step, the swizzled one 14.5). A warpgroup's
+// product then reads a tile as a K-major operand (S = Q K^T: head dims are K) or, transposed, as
+// an MN-major one (O += P V: the tile's rows are K).
+constexpr int kWgHd = 128;                    // Phi-4's head dim, the one compiled
+constexpr uint32_t kWgTile = 64 * kWgHd * 2;  // bytes of a 64-row tile
+static_assert(kWgTile % 1024 == 0, "swizzled tiles stay 1024-byte aligned");
+
+// Rows [r0, r0 + 64) of one head (bf16, row stride ld; zeros from row T on) -> the tile at s, by
+// cp.async from the NT threads t of a group: 8 consecutive threads take the 8 chunks of 128
+// bytes of a row, which the swizzle puts on distinct banks.
+template <int NT>
+__device__ void load_tile_wg(uint32_t s, const bf16* __restrict__ src, int64_t ld, int64_t r0,
+                             int64_t T, int t) {
+  constexpr int R = 64, C = kWgHd / 8;
+  static_assert((R * C) % NT == 0, "whole rounds");
+#pragma unroll
+  for (int k = 0; k < R * C / NT; ++k) {
+    const int q = t + k * NT, r = q / 8 % R, c = q % 8 + q / (8 * R) * 8;
+    const bool valid = r0 + r < T;
+    cp_async16(s + sw128_offset<R>(r, 8 * c), src + (valid ? r0 + r : 0) * ld + c * 8, valid);
+  }
+}
+
+// Descriptors of the tile at s: as a K-major operand, K step kk (head dims [16 kk, 16 kk + 16));
+// as an MN-major one, K step kk (rows [16 kk, 16 kk + 16)).
+__device__ inline uint64_t desc_k(uint32_t s, int kk) {
+  return wgmma_desc_sw128(s + (kk / 4) * kWgTile / 2 + (kk % 4) * 32, 16, 1024);
+}
+__device__ inline uint64_t desc_mn(uint32_t s, int kk) {
+  return wgmma_desc_sw128(s + kk * 16 * 128, kWgTile / 2, 1024);
+}
+
+// Column pairs [16 kk, 16 kk + 16) of a tile in accumulator layout as an A fragment.
+template <int NB>
+__device__ inline void a_frag(const float (&x)[NB][4], int kk, uint32_t (&f)[4]) {
+  f[0] = pack_bf16(x[2 * kk][0], x[2 * kk][1]);
+  f[1] = pack_bf16(x[2 * kk][2], x[2 * kk][3]);
+  f[2] = pack_bf16(x[2 * kk + 1][0], x[2 * kk + 1][1]);
+  f[3] = pack_bf16(x[2 * kk + 1][2], x[2 * kk + 1][3]);
+}
+
+// Whether the kernels on wgmma run: built for sm_90a (AUTOTP_CUDA_SM90A), on an sm_90 device,
+// at head dim kWgHd, unless AUTOTP_ATTN_WGMMA=0 (the mma.sync kernels, e.g. to compare).
+inline bool wgmma_attention(int64_t hd) {
+#ifdef AUTOTP_CUDA_SM90A
+  static const bool on = [] {
+    const char* e = std::getenv("AUTOTP_ATTN_WGMMA");
+    int dev = 0, major = 0, minor = 0;
+    AUTOTP_CUDA(cudaGetDevice(&dev));
+    AUTOTP_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    AUTOTP_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return major == 9 && minor == 0 && !(e && std::string(e) == "0");
+  }();
+  return on && hd == kWgHd;
+#else
+  (void)hd;
+  return false;
+#endif
+}
 
 }  // namespace
 

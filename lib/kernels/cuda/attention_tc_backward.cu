@@ -296,6 +296,172 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
   }
 }
 
+// ---------------------------------------------------------------- dK/dV on wgmma (sm_90a)
+// The same block as dkv_block (kDkvRows keys of one kv head, the query steps split between two
+// warp groups, sums exchanged at the end) with each product one warpgroup MMA (wgmma.cuh) on
+// tiles in the core-matrix layout: S^T = K Q^T and dP^T = V dO^T read both operands from
+// shared memory, dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers (where the
+// elementwise code left them, in mma.sync's layout) and dO and Q transposed. mma.sync made each
+// warp load every Q and dO fragment through ldmatrix; here the tensor cores read each tile once
+// per warp group. Head dim 128 (Phi-4's), stored dS.
+template <int HD>
+__host__ __device__ constexpr size_t dkv_wg_group_smem() {
+  return size_t(HD) * 2 * 4 * kDkvBq + sizeof(float) * 4 * kDkvBq;
+}
+template <int HD>
+constexpr size_t dkv_wg_smem() {
+  return size_t(HD) * 2 * 2 * kDkvRows + 2 * dkv_wg_group_smem<HD>();
+}
+
+__global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
+#ifdef AUTOTP_WGMMA
+  extern __shared__ __align__(1024) unsigned char smem[];
+  constexpr int HD = kWgHd, BK = kDkvRows, BQ = kDkvBq, NB = BQ / 8;
+  using C = Hd<HD>;
+  static_assert(BQ == BK && BK == kDs && BK == 64, "a warp group's 64 keys x 64-query dS tiles");
+  constexpr uint32_t kTile = kWgTile;
+  const int gi = threadIdx.x / kGroup, t = threadIdx.x % kGroup;
+  const uint32_t Ks = smem_u32(smem), Vs = Ks + kTile;
+  const uint32_t gbase = 2 * kTile + gi * dkv_wg_group_smem<HD>();
+  const uint32_t Qs = Ks + gbase, dOs = Qs + 2 * kTile;
+  const uint32_t Ls = dOs + 2 * kTile, Ds = Ls + 2 * BQ * 4;
+  const float* Lp = reinterpret_cast<const float*>(smem + gbase + 4 * kTile);
+  const float* Dp = Lp + 2 * BQ;
+
+  const Heads& g = a.g;
+  const int64_t T = g.T, ld = g.ld();
+  const Work w = decode(blockIdx.x, gridDim.x, g.nkv, (T + BK - 1) / BK, false, a.u0);
+  const int64_t k0 = w.tile * BK;
+  const int kvh = w.h, group = g.nq / g.nkv, warp = t / 32, lane = threadIdx.x % 32;
+  const int64_t row0 = k0 + 16 * warp, j0 = row0 + lane / 4;
+  const int c0 = 2 * (lane % 4);
+
+  const int64_t qs = k0 / BQ * BQ;
+  const int nqt = int((T - qs + BQ - 1) / BQ), ng = (group * nqt - gi + 1) / 2;
+  auto load_q = [&](int n) {
+    const int it = gi + 2 * n, h = kvh * group + it / nqt;
+    const int64_t q0 = qs + int64_t(it % nqt) * BQ;
+    const uint32_t buf = n & 1;
+    load_tile_wg<kGroup>(Qs + buf * kTile, a.qkv + g.q(w.b, h), ld, q0, T, t);
+    load_tile_wg<kGroup>(dOs + buf * kTile, a.dout + g.o(w.b, h), g.ldo(), q0, T, t);
+    load_vec<BQ, kGroup>(Ls + buf * BQ * 4, a.lse + g.stat(w.b, h), q0, T, t);
+    load_vec<BQ, kGroup>(Ds + buf * BQ * 4, a.D + g.stat(w.b, h), q0, T, t);
+  };
+  load_tile_wg<kBwdThreads>(Ks, a.qkv + g.k(w.b, kvh), ld, k0, T, threadIdx.x);
+  load_tile_wg<kBwdThreads>(Vs, a.qkv + g.v(w.b, kvh), ld, k0, T, threadIdx.x);
+  if (ng > 0) load_q(0);
+  cp_commit();
+  cp_wait<0>();
+  fence_proxy_async();
+  __syncthreads();
+
+  const float sl2 = a.scale * kLog2e;
+  float dk[C::ND][4] = {}, dv[C::ND][4] = {};
+  auto flat64 = [](float(&x)[NB][4]) -> float(&)[32] { return reinterpret_cast<float(&)[32]>(x); };
+  auto flat128 = [](float(&x)[C::ND][4]) -> float(&)[64] {
+    return reinterpret_cast<float(&)[64]>(x);
+  };
+
+  pipeline(
+      ng, load_q,
+      [&](int n) {
+        const int it = gi + 2 * n;
+        const int64_t q0 = qs + int64_t(it % nqt) * BQ;
+        const uint32_t buf = n & 1;
+        const uint32_t qt_s = Qs + buf * kTile, dot_s = dOs + buf * kTile;
+        const float* Lt = Lp + buf * BQ;
+        const float* Dt = Dp + buf * BQ;
+        const int rel = int(q0 - j0);
+        float p[NB][4], ds[NB][4];  // S^T then P^T; dP^T then dS^T
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk)
+          wgmma_m64n64k16_ss<0>(flat64(p), desc_k(Ks, kk), desc_k(qt_s, kk), kk > 0);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk)
+          wgmma_m64n64k16_ss<0>(flat64(ds), desc_k(Vs, kk), desc_k(dot_s, kk), kk > 0);
+        wgmma_commit();
+        // P^T while dP^T is still in flight; the mask's variant is the whole warp group's.
+        wgmma_wait<1>();
+        wgmma_fence_operand(flat64(p));
+        with_part(q0 < k0 + BK - 1 || q0 + BQ > T, [&](auto part) {
+          constexpr bool kPart = decltype(part)::value;
+          const int valid = int(min(int64_t(BQ), T - q0));
+#pragma unroll
+          for (int nb = 0; nb < NB; ++nb) {
+            const float2 L = *reinterpret_cast<const float2*>(Lt + nb * 8 + c0);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const float x = ex2(fmaf(p[nb][e], sl2, -(e & 1 ? L.y : L.x) * kLog2e));
+              const int c = nb * 8 + c0 + (e & 1);
+              p[nb][e] = kPart && (8 * (e >> 1) > rel + c || c >= valid) ? 0.0f : x;
+            }
+          }
+        });
+        wgmma_wait<0>();
+        wgmma_fence_operand(flat64(ds));
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+          const float2 Dv = *reinterpret_cast<const float2*>(Dt + nb * 8 + c0);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) ds[nb][e] = p[nb][e] * (ds[nb][e] - (e & 1 ? Dv.y : Dv.x));
+        }
+        bf16* d = ds_tile(a, w.b, kvh * group + it / nqt, q0 / BQ, w.tile) +
+                  (16 * warp + lane / 4) * BQ + c0;
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+          *reinterpret_cast<uint32_t*>(d + nb * 8) = pack_bf16(ds[nb][0], ds[nb][1]);
+          *reinterpret_cast<uint32_t*>(d + 8 * BQ + nb * 8) = pack_bf16(ds[nb][2], ds[nb][3]);
+        }
+        uint32_t fp[NB / 2][4], fs[NB / 2][4];
+#pragma unroll
+        for (int kk = 0; kk < NB / 2; ++kk) a_frag(p, kk, fp[kk]), a_frag(ds, kk, fs[kk]);
+        wgmma_fence_operand(flat128(dv));
+        wgmma_fence_operand(flat128(dk));
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < NB / 2; ++kk)  // dV += P^T dO
+          wgmma_m64n128k16_rs<1>(flat128(dv), fp[kk], desc_mn(dot_s, kk));
+#pragma unroll
+        for (int kk = 0; kk < NB / 2; ++kk)  // dK += dS^T Q
+          wgmma_m64n128k16_rs<1>(flat128(dk), fs[kk], desc_mn(qt_s, kk));
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operand(flat128(dv));
+        wgmma_fence_operand(flat128(dk));
+      },
+      [&] {
+        fence_proxy_async();
+        group_sync<kGroup>(gi);
+      });
+
+  constexpr int E = C::ND * 4;
+  static_assert(2 * E * kGroup * sizeof(float) <= 2 * dkv_wg_group_smem<HD>(), "exchange fits");
+  float* xch = reinterpret_cast<float*>(smem + 2 * kTile);
+  __syncthreads();
+  if (gi == 1) {
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      xch[k * kGroup + t] = dk[k / 4][k % 4];
+      xch[(E + k) * kGroup + t] = dv[k / 4][k % 4];
+    }
+  }
+  __syncthreads();
+  if (gi == 0) {
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      dk[k / 4][k % 4] += xch[k * kGroup + t];
+      dv[k / 4][k % 4] += xch[(E + k) * kGroup + t];
+    }
+    store_rows<HD>(dk, a.dqkv, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
+    store_rows<HD>(dv, a.dqkv, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
+  }
+#else
+  __trap();  // launched only where compiled for sm_90a (wgmma_attention())
+#endif
+}
+
 // dQ for kDqRows query rows (two dS tiles of queries) of one (batch, head) from the stored dS:
 // dQ = scale dS K, one product per key tile where recomputing dS takes three.
 template <int HD>
@@ -364,6 +530,75 @@ __device__ __forceinline__ void dq_ds_block(unsigned char* smem, const Bwd& a) {
   store_rows<HD>(dq, a.dqkv, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 }
 
+// dQ from the stored dS on wgmma: each warpgroup owns one dS query tile (64 queries), the two of
+// a block share the key tiles; dQ += dS K per key tile takes dS^T as stored ([key][query]: a
+// transposed A) and K transposed, both from shared memory.
+constexpr size_t dq_wg_smem() {
+  return 2 * size_t(kWgTile) + 4 * size_t(kDs) * kDs * 2;  // K [2], dS^T [2][2]
+}
+
+__global__ void __launch_bounds__(kBwdThreads) attn_backward_dq_wgmma(Bwd a) {
+#ifdef AUTOTP_WGMMA
+  constexpr int HD = kWgHd, BR = kDqRows, NT = kBwdThreads;
+  constexpr uint32_t kDsTile = kDs * kDs * 2;
+  static_assert(kBc == kDs && BR == 2 * kDs && kDs == 64, "a warp group per 64-query dS tile");
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const uint32_t Ks = smem_u32(smem), Ss = Ks + 2 * kWgTile;
+
+  const Heads& g = a.g;
+  const int64_t T = g.T, ld = g.ld(), nt = (T + kDs - 1) / kDs;
+  const Work w =
+      decode(blockIdx.x, gridDim.x, g.nq, (T + BR - 1) / BR, true, a.u0 * (g.nq / g.nkv));
+  const int gi = threadIdx.x / 128, t = threadIdx.x % 128, warp = t / 32, lane = threadIdx.x % 32;
+  const int64_t qt = w.tile * 2 + gi;  // the group's query tile
+  const int64_t i0 = qt * kDs + 16 * warp + lane / 4;
+  const bf16* kg = a.qkv + g.k(w.b, g.kv_of(w.h));
+
+  auto load = [&](int kt) {
+    const uint32_t buf = kt & 1;
+    load_tile_wg<NT>(Ks + buf * kWgTile, kg, ld, int64_t(kt) * kBc, T, threadIdx.x);
+    if (qt < nt && kt <= qt) {  // the group's dS^T tile (qt, kt): 64 rows of 128 bytes
+      const bf16* src = ds_tile(a, w.b, w.h, qt, kt);
+      const uint32_t dst = Ss + (2 * buf + gi) * kDsTile;
+#pragma unroll
+      for (int k = 0; k < kDs * 8 / 128; ++k) {
+        const int q = t + k * 128, r = q / 8, c = q % 8;
+        cp_async16(dst + sw128_offset<kDs>(r, 8 * c), src + r * kDs + 8 * c, true);
+      }
+    }
+  };
+  load(0);
+  cp_commit();
+
+  float dq[Hd<HD>::ND][4] = {};
+  const int nk = int((min(T, w.tile * BR + BR) + kBc - 1) / kBc);
+  pipeline(
+      nk, load,
+      [&](int kt) {
+        if (qt >= nt || kt > qt) return;  // no query of the group, or every key after them
+        const uint32_t buf = kt & 1;
+        const uint32_t ks = Ks + buf * kWgTile, ss = Ss + (2 * buf + gi) * kDsTile;
+        float(&dqf)[64] = reinterpret_cast<float(&)[64]>(dq);
+        wgmma_fence_operand(dqf);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kBc / 16; ++kk)  // dQ += dS K over the tile's keys
+          wgmma_m64n128k16_ss<1, 1>(dqf, wgmma_desc_sw128(ss + kk * 16 * 128, kDsTile, 1024),
+                                    desc_mn(ks, kk));
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operand(dqf);
+      },
+      [] {
+        fence_proxy_async();
+        __syncthreads();
+      });
+  store_rows<HD>(dq, a.dqkv, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
+#else
+  __trap();  // launched only where compiled for sm_90a (wgmma_attention())
+#endif
+}
+
 // Stored dS: the dK/dV blocks of a pass, then its dQ blocks (a second launch: they read what
 // the first wrote).
 template <int HD>
@@ -414,15 +649,28 @@ void backward_hd(Bwd a, int64_t B, int64_t units_per_pass, cudaStream_t st) {
     return;
   }
   constexpr size_t smem_kv = dkv_smem<HD>(), smem_q = dq_ds_smem<HD>();
-  allow_smem(attn_backward_dkv_ds<HD>, smem_kv, "cudaFuncSetAttribute(attn_dkv_ds)");
-  allow_smem(attn_backward_dq_ds<HD>, smem_q, "cudaFuncSetAttribute(attn_dq_ds)");
+  constexpr size_t smem_wg = dkv_wg_smem<HD>();
+  const bool wg = wgmma_attention(HD);
+  if (wg) {
+    allow_smem(attn_backward_dkv_wgmma, smem_wg, "cudaFuncSetAttribute(attn_dkv_wgmma)");
+    allow_smem(attn_backward_dq_wgmma, dq_wg_smem(), "cudaFuncSetAttribute(attn_dq_wgmma)");
+  } else {
+    allow_smem(attn_backward_dkv_ds<HD>, smem_kv, "cudaFuncSetAttribute(attn_dkv_ds)");
+    allow_smem(attn_backward_dq_ds<HD>, smem_q, "cudaFuncSetAttribute(attn_dq_ds)");
+  }
   for (a.u0 = 0; a.u0 < units; a.u0 += units_per_pass) {
     const int64_t n = std::min(units_per_pass, units - a.u0);
-    attn_backward_dkv_ds<HD>
-        <<<grid_size(blocks(a.g.T, kDkvRows, 1, n)), kBwdThreads, smem_kv, st>>>(a);
+    const unsigned grid = grid_size(blocks(a.g.T, kDkvRows, 1, n));
+    if (wg)
+      attn_backward_dkv_wgmma<<<grid, kBwdThreads, smem_wg, st>>>(a);
+    else
+      attn_backward_dkv_ds<HD><<<grid, kBwdThreads, smem_kv, st>>>(a);
     AUTOTP_LAUNCHED("attn_backward_dkv_ds");
-    attn_backward_dq_ds<HD>
-        <<<grid_size(blocks(a.g.T, kDqRows, 1, n * group)), kBwdThreads, smem_q, st>>>(a);
+    const unsigned grid_q = grid_size(blocks(a.g.T, kDqRows, 1, n * group));
+    if (wg)
+      attn_backward_dq_wgmma<<<grid_q, kBwdThreads, dq_wg_smem(), st>>>(a);
+    else
+      attn_backward_dq_ds<HD><<<grid_q, kBwdThreads, smem_q, st>>>(a);
     AUTOTP_LAUNCHED("attn_backward_dq_ds");
   }
 }
