@@ -37,6 +37,8 @@ fi
 BUILD=$(cd "$1" && pwd) || exit 2
 mkdir -p "$2" && OUT=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "$0")" && pwd)
+# The GEMM tables (share/gemm_tuning) of this checkout, wherever the build was made.
+export AUTOTP_SHARE_DIR=${AUTOTP_SHARE_DIR:-$(cd "$HERE/../.." && pwd)/share}
 BENCH=$BUILD/tools/autotp-bench
 PYTHON=${PYTHON:-python3}
 MPIRUN=${MPIRUN:-mpirun}

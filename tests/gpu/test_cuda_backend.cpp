@@ -1138,7 +1138,7 @@ TEST_F(CudaVsCpu, TunedGemmsMatchTheCpu) {
 // its outputs are bit-identical (what lets a resume reproduce its run). The file's choices are
 // obeyed: "default" lines give cublasGemmEx's bits even under AUTOTP_GEMM_TUNE=lt. A header of
 // another setup is ignored and the file rewritten; a malformed line is an error naming the file
-// and the line.
+// and the line. The same file in a table folder (the default mode) is obeyed without timing.
 TEST_F(CudaVsCpu, GemmTuningFileIsReused) {
   char tmpl[] = "/tmp/autotp_gemm_tune_XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
@@ -1240,6 +1240,28 @@ TEST_F(CudaVsCpu, GemmTuningFileIsReused) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find(path + ":2:"), std::string::npos) << e.what();
   }
+
+  // The same choices as a shipped table (the folder given to make_cuda_backend, no
+  // AUTOTP_GEMM_TUNE): its lt lines run (the tuned bits), nothing is timed or written; with
+  // AUTOTP_GEMM_TUNE=0, or a table of another setup, the default's bits.
+  const auto from_table = [&](const char* mode) {
+    for (void* p : gpu_bufs_) gpu_->free_bytes(p);
+    gpu_bufs_.clear();
+    std::unique_ptr<EnvScope> env(mode ? new EnvScope("AUTOTP_GEMM_TUNE", mode) : nullptr);
+    gpu_ = make_cuda_backend(0, dir);
+    return gemms();
+  };
+  std::string table = text;
+  table.replace(table.find(" mode lt "), 9, " mode 1 ");  // a table is a file tuned in mode 1
+  write_file(table);
+  EXPECT_TRUE(same_bits(from_table(nullptr), tuned)) << "the table's choices did not run";
+  EXPECT_EQ(read_file(), table) << "a table is read, never written";
+  fresh(false);
+  const std::vector<float> defaults_bits = gemms();
+  EXPECT_TRUE(same_bits(from_table("0"), defaults_bits)) << "AUTOTP_GEMM_TUNE=0 used the table";
+  write_file("autotp-gemm-tune 1 cublasLt 0 mode 1 sm_00 another GPU\n" + saved[1] + "\n");
+  EXPECT_TRUE(same_bits(from_table(nullptr), defaults_bits))
+      << "a table of another GPU or cuBLASLt was used";
 
   fresh(false);
   std::remove(path.c_str());

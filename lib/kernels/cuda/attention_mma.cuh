@@ -28,6 +28,11 @@
 // Work balance (causal rows differ in length): blocks start longest first; a dK/dV block splits
 // its steps between two warp groups; where dS is recomputed the backward is one launch whose dQ
 // blocks fill the SMs that the long dK/dV blocks leave idle.
+//
+// On Hopper (sm_90a, head dim 128) the forward, dK/dV and dQ (from the stored dS) run the same
+// steps on warpgroup MMA instead (wgmma.cuh; the tiles section at the end of this file): a
+// warpgroup's 64 rows are four warps' 16 in the layout above, so the elementwise code is shared
+// in form, and the tensor cores read Q, K, V, dO and dS from shared memory once per warpgroup.
 #include <algorithm>
 #include <cstdlib>
 

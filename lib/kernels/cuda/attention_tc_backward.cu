@@ -161,6 +161,35 @@ constexpr size_t dkv_smem() {
   return Hd<HD>::kRow * 2 * kDkvRows + 2 * dkv_group_smem<HD>();
 }
 
+// The end of a dK/dV block: group 1 hands its sums to group 0 through shared memory xch (the
+// now idle Q / dO buffers; element k of thread t at [k][t], conflict-free), and group 0 adds
+// them, in a fixed order, and stores its rows j0, j0 + 8 of dK (scaled) and dV.
+template <int HD>
+__device__ __forceinline__ void store_dkv(float (&dk)[Hd<HD>::ND][4], float (&dv)[Hd<HD>::ND][4],
+                                          float* xch, int gi, int t, const Bwd& a, const Work& w,
+                                          int64_t j0) {
+  constexpr int E = Hd<HD>::ND * 4;
+  __syncthreads();
+  if (gi == 1) {
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      xch[k * kGroup + t] = dk[k / 4][k % 4];
+      xch[(E + k) * kGroup + t] = dv[k / 4][k % 4];
+    }
+  }
+  __syncthreads();
+  if (gi == 0) {
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      dk[k / 4][k % 4] += xch[k * kGroup + t];
+      dv[k / 4][k % 4] += xch[(E + k) * kGroup + t];
+    }
+    const Heads& g = a.g;
+    store_rows<HD>(dk, a.dqkv, g.k(w.b, w.h), g.ld(), j0, g.T, a.scale, a.scale);
+    store_rows<HD>(dv, a.dqkv, g.v(w.b, w.h), g.ld(), j0, g.T, 1.0f, 1.0f);
+  }
+}
+
 // dK, dV for kDkvRows key rows of one (batch, kv head): the query heads of its group and their
 // query tiles (BQ rows) from the diagonal on stream past, the even steps through warp group 0
 // and the odd ones through group 1 (each warp of a group owns 16 keys), whose sums are added
@@ -271,47 +300,22 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
       },
       [&] { group_sync<kGroup>(gi); });
 
-  // Group 1 hands its sums to group 0 through the (now idle) Q / dO buffers, element k of
-  // thread t at [k][t] (conflict-free).
-  constexpr int E = C::ND * 4;
-  static_assert(2 * E * kGroup * sizeof(float) <= 2 * dkv_group_smem<HD>(), "exchange fits");
-  float* xch = reinterpret_cast<float*>(smem + 2 * BK * C::kRow);
-  __syncthreads();
-  if (gi == 1) {
-#pragma unroll
-    for (int k = 0; k < E; ++k) {
-      xch[k * kGroup + t] = dk[k / 4][k % 4];
-      xch[(E + k) * kGroup + t] = dv[k / 4][k % 4];
-    }
-  }
-  __syncthreads();
-  if (gi == 0) {
-#pragma unroll
-    for (int k = 0; k < E; ++k) {
-      dk[k / 4][k % 4] += xch[k * kGroup + t];
-      dv[k / 4][k % 4] += xch[(E + k) * kGroup + t];
-    }
-    store_rows<HD>(dk, a.dqkv, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
-    store_rows<HD>(dv, a.dqkv, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
-  }
+  static_assert(2 * C::ND * 4 * kGroup * sizeof(float) <= 2 * dkv_group_smem<HD>(),
+                "the exchange fits the Q / dO buffers");
+  store_dkv<HD>(dk, dv, reinterpret_cast<float*>(smem + 2 * BK * C::kRow), gi, t, a, w, j0);
 }
 
 // ---------------------------------------------------------------- dK/dV on wgmma (sm_90a)
 // The same block as dkv_block (kDkvRows keys of one kv head, the query steps split between two
 // warp groups, sums exchanged at the end) with each product one warpgroup MMA (wgmma.cuh) on
-// tiles in the core-matrix layout: S^T = K Q^T and dP^T = V dO^T read both operands from
+// swizzled tiles (attention_mma.cuh): S^T = K Q^T and dP^T = V dO^T read both operands from
 // shared memory, dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers (where the
 // elementwise code left them, in mma.sync's layout) and dO and Q transposed. mma.sync made each
 // warp load every Q and dO fragment through ldmatrix; here the tensor cores read each tile once
 // per warp group. Head dim 128 (Phi-4's), stored dS.
-template <int HD>
-__host__ __device__ constexpr size_t dkv_wg_group_smem() {
-  return size_t(HD) * 2 * 4 * kDkvBq + sizeof(float) * 4 * kDkvBq;
-}
-template <int HD>
-constexpr size_t dkv_wg_smem() {
-  return size_t(HD) * 2 * 2 * kDkvRows + 2 * dkv_wg_group_smem<HD>();
-}
+// Shared memory: K and V tiles, then per warp group Q and dO [2] tiles each, lse and D [2][BQ].
+constexpr uint32_t kDkvWgGroupSmem = 4 * kWgTile + sizeof(float) * 4 * kDkvBq;
+constexpr size_t kDkvWgSmem = 2 * size_t(kWgTile) + 2 * size_t(kDkvWgGroupSmem);
 
 __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
 #ifdef AUTOTP_WGMMA
@@ -322,7 +326,7 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   constexpr uint32_t kTile = kWgTile;
   const int gi = threadIdx.x / kGroup, t = threadIdx.x % kGroup;
   const uint32_t Ks = smem_u32(smem), Vs = Ks + kTile;
-  const uint32_t gbase = 2 * kTile + gi * dkv_wg_group_smem<HD>();
+  const uint32_t gbase = 2 * kTile + gi * kDkvWgGroupSmem;
   const uint32_t Qs = Ks + gbase, dOs = Qs + 2 * kTile;
   const uint32_t Ls = dOs + 2 * kTile, Ds = Ls + 2 * BQ * 4;
   const float* Lp = reinterpret_cast<const float*>(smem + gbase + 4 * kTile);
@@ -436,27 +440,9 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
         group_sync<kGroup>(gi);
       });
 
-  constexpr int E = C::ND * 4;
-  static_assert(2 * E * kGroup * sizeof(float) <= 2 * dkv_wg_group_smem<HD>(), "exchange fits");
-  float* xch = reinterpret_cast<float*>(smem + 2 * kTile);
-  __syncthreads();
-  if (gi == 1) {
-#pragma unroll
-    for (int k = 0; k < E; ++k) {
-      xch[k * kGroup + t] = dk[k / 4][k % 4];
-      xch[(E + k) * kGroup + t] = dv[k / 4][k % 4];
-    }
-  }
-  __syncthreads();
-  if (gi == 0) {
-#pragma unroll
-    for (int k = 0; k < E; ++k) {
-      dk[k / 4][k % 4] += xch[k * kGroup + t];
-      dv[k / 4][k % 4] += xch[(E + k) * kGroup + t];
-    }
-    store_rows<HD>(dk, a.dqkv, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
-    store_rows<HD>(dv, a.dqkv, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
-  }
+  static_assert(2 * C::ND * 4 * kGroup * sizeof(float) <= 2 * kDkvWgGroupSmem,
+                "the exchange fits the Q / dO buffers");
+  store_dkv<HD>(dk, dv, reinterpret_cast<float*>(smem + 2 * kTile), gi, t, a, w, j0);
 #else
   __trap();  // launched only where compiled for sm_90a (wgmma_attention())
 #endif
@@ -649,10 +635,9 @@ void backward_hd(Bwd a, int64_t B, int64_t units_per_pass, cudaStream_t st) {
     return;
   }
   constexpr size_t smem_kv = dkv_smem<HD>(), smem_q = dq_ds_smem<HD>();
-  constexpr size_t smem_wg = dkv_wg_smem<HD>();
   const bool wg = wgmma_attention(HD);
   if (wg) {
-    allow_smem(attn_backward_dkv_wgmma, smem_wg, "cudaFuncSetAttribute(attn_dkv_wgmma)");
+    allow_smem(attn_backward_dkv_wgmma, kDkvWgSmem, "cudaFuncSetAttribute(attn_dkv_wgmma)");
     allow_smem(attn_backward_dq_wgmma, dq_wg_smem(), "cudaFuncSetAttribute(attn_dq_wgmma)");
   } else {
     allow_smem(attn_backward_dkv_ds<HD>, smem_kv, "cudaFuncSetAttribute(attn_dkv_ds)");
@@ -661,17 +646,21 @@ void backward_hd(Bwd a, int64_t B, int64_t units_per_pass, cudaStream_t st) {
   for (a.u0 = 0; a.u0 < units; a.u0 += units_per_pass) {
     const int64_t n = std::min(units_per_pass, units - a.u0);
     const unsigned grid = grid_size(blocks(a.g.T, kDkvRows, 1, n));
-    if (wg)
-      attn_backward_dkv_wgmma<<<grid, kBwdThreads, smem_wg, st>>>(a);
-    else
+    if (wg) {
+      attn_backward_dkv_wgmma<<<grid, kBwdThreads, kDkvWgSmem, st>>>(a);
+      AUTOTP_LAUNCHED("attn_backward_dkv_wgmma");
+    } else {
       attn_backward_dkv_ds<HD><<<grid, kBwdThreads, smem_kv, st>>>(a);
-    AUTOTP_LAUNCHED("attn_backward_dkv_ds");
+      AUTOTP_LAUNCHED("attn_backward_dkv_ds");
+    }
     const unsigned grid_q = grid_size(blocks(a.g.T, kDqRows, 1, n * group));
-    if (wg)
+    if (wg) {
       attn_backward_dq_wgmma<<<grid_q, kBwdThreads, dq_wg_smem(), st>>>(a);
-    else
+      AUTOTP_LAUNCHED("attn_backward_dq_wgmma");
+    } else {
       attn_backward_dq_ds<HD><<<grid_q, kBwdThreads, smem_q, st>>>(a);
-    AUTOTP_LAUNCHED("attn_backward_dq_ds");
+      AUTOTP_LAUNCHED("attn_backward_dq_ds");
+    }
   }
 }
 
