@@ -224,8 +224,6 @@ bool GemmTuner::runs(const LtProblem& p, const cublasLtMatmulAlgo_t& algo) const
          r.workspaceSize <= kWorkspaceBytes && deterministic(algo);
 }
 
-// Reads the file's choices if its header is this setup's. At the first tuned call rather than
-// in the constructor: the owner selects its device after constructing the tuner.
 // This setup's header: an algorithm is valid for one cuBLASLt and GPU; the mode decides what
 // was chosen (a table is a file tuned in mode 1).
 static std::string setup_header(bool lt_only) {
@@ -258,14 +256,14 @@ bool GemmTuner::read_choices(const std::string& path) {
   return true;
 }
 
-// Reads the file's choices if its header is this setup's. At the first tuned call rather than
-// in the constructor: the owner selects its device after constructing the tuner.
+// Reads the file's choices if its header is this setup's (no file yet: this process tunes and
+// writes it). At the first tuned call rather than in the constructor: the owner selects its
+// device after constructing the tuner.
 void GemmTuner::load() {
   header_ = setup_header(mode_ == Mode::LtOnly);
   std::ifstream in(file_);
   std::string line;
   if (in && !read_choices(file_)) {
-    // (None yet: this process tunes and writes it.)
     std::getline(in, line);
     std::fprintf(stderr,
                  "gemm tuner: ignoring %s, tuned elsewhere (header \"%s\", here \"%s\"); it will "
