@@ -306,58 +306,56 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
 }
 
 // ---------------------------------------------------------------- dK/dV on wgmma (sm_90a)
-// The same block as dkv_block (kDkvRows keys of one kv head, the query steps split between two
-// warp groups, sums exchanged at the end) with each product one warpgroup MMA (wgmma.cuh) on
-// swizzled tiles (attention_mma.cuh): S^T = K Q^T and dP^T = V dO^T read both operands from
-// shared memory, dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers (where the
-// elementwise code left them, in mma.sync's layout) and dO and Q transposed. mma.sync made each
-// warp load every Q and dO fragment through ldmatrix; here the tensor cores read each tile once
-// per warp group. Head dim 128 (Phi-4's), stored dS.
-// Shared memory: K and V tiles, then per warp group Q and dO [2] tiles each, lse and D [2][BQ].
-constexpr uint32_t kDkvWgGroupSmem = 4 * kWgTile + sizeof(float) * 4 * kDkvBq;
-constexpr size_t kDkvWgSmem = 2 * size_t(kWgTile) + 2 * size_t(kDkvWgGroupSmem);
+// dK, dV for 128 keys of one (batch, kv head) per block, 64 per warpgroup, each product one
+// warpgroup MMA (wgmma.cuh) on swizzled tiles (attention_mma.cuh): S^T = K Q^T and dP^T = V dO^T
+// read both operands from shared memory, dV += P^T dO and dK += dS^T Q take P^T and dS^T from
+// registers (where the elementwise code left them, in mma.sync's layout) and dO and Q
+// transposed. The two warpgroups step through the same query tiles (every query head of the
+// group, from the block's first key on), so each Q and dO tile is loaded once for both; the
+// tensor cores read it once per warpgroup, where mma.sync had every warp load it through
+// ldmatrix. Head dim 128 (Phi-4's), stored dS.
+constexpr int kDkvWgKeys = 128;
+// Shared memory: K and V tiles per warpgroup, then Q and dO [2] tiles each, lse and D [2][BQ].
+constexpr size_t kDkvWgSmem = 8 * size_t(kWgTile) + sizeof(float) * 4 * kDkvBq;
 
 __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
 #ifdef AUTOTP_WGMMA
   extern __shared__ __align__(1024) unsigned char smem[];
-  constexpr int HD = kWgHd, BK = kDkvRows, BQ = kDkvBq, NB = BQ / 8;
+  constexpr int HD = kWgHd, BQ = kDkvBq, NB = BQ / 8;
   using C = Hd<HD>;
-  static_assert(BQ == BK && BK == kDs && BK == 64, "a warp group's 64 keys x 64-query dS tiles");
+  static_assert(BQ == kDs && BQ == 64 && kDkvWgKeys == 2 * BQ, "a warpgroup's 64 keys");
   constexpr uint32_t kTile = kWgTile;
   const int gi = threadIdx.x / kGroup, t = threadIdx.x % kGroup;
-  const uint32_t Ks = smem_u32(smem), Vs = Ks + kTile;
-  const uint32_t gbase = 2 * kTile + gi * kDkvWgGroupSmem;
-  const uint32_t Qs = Ks + gbase, dOs = Qs + 2 * kTile;
+  const uint32_t Ks = smem_u32(smem) + gi * kTile, Vs = Ks + 2 * kTile;  // this group's
+  const uint32_t Qs = smem_u32(smem) + 4 * kTile, dOs = Qs + 2 * kTile;
   const uint32_t Ls = dOs + 2 * kTile, Ds = Ls + 2 * BQ * 4;
-  const float* Lp = reinterpret_cast<const float*>(smem + gbase + 4 * kTile);
+  const float* Lp = reinterpret_cast<const float*>(smem + 8 * kTile);
   const float* Dp = Lp + 2 * BQ;
 
   const Heads& g = a.g;
   const int64_t T = g.T, ld = g.ld();
-  const Work w = decode(blockIdx.x, gridDim.x, g.nkv, (T + BK - 1) / BK, false, a.u0);
-  const int64_t k0 = w.tile * BK;
+  const Work w =
+      decode(blockIdx.x, gridDim.x, g.nkv, (T + kDkvWgKeys - 1) / kDkvWgKeys, false, a.u0);
+  const int64_t k0 = w.tile * kDkvWgKeys, kg = k0 + BQ * gi;  // the block's, the group's keys
   const int kvh = w.h, group = g.nq / g.nkv, warp = t / 32, lane = threadIdx.x % 32;
-  const int64_t row0 = k0 + 16 * warp, j0 = row0 + lane / 4;
+  const int64_t j0 = kg + 16 * warp + lane / 4;  // the lane's keys: j0, j0 + 8
   const int c0 = 2 * (lane % 4);
 
-  const int64_t qs = k0 / BQ * BQ;
-  const int nqt = int((T - qs + BQ - 1) / BQ), ng = (group * nqt - gi + 1) / 2;
+  // Step n: query head kvh * group + n / nqt, query tile k0 + (n % nqt) BQ.
+  const int nqt = int((T - k0 + BQ - 1) / BQ), steps = group * nqt;
   auto load_q = [&](int n) {
-    const int it = gi + 2 * n, h = kvh * group + it / nqt;
-    const int64_t q0 = qs + int64_t(it % nqt) * BQ;
+    const int h = kvh * group + n / nqt;
+    const int64_t q0 = k0 + int64_t(n % nqt) * BQ;
     const uint32_t buf = n & 1;
-    load_tile_wg<kGroup>(Qs + buf * kTile, a.qkv + g.q(w.b, h), ld, q0, T, t);
-    load_tile_wg<kGroup>(dOs + buf * kTile, a.dout + g.o(w.b, h), g.ldo(), q0, T, t);
-    load_vec<BQ, kGroup>(Ls + buf * BQ * 4, a.lse + g.stat(w.b, h), q0, T, t);
-    load_vec<BQ, kGroup>(Ds + buf * BQ * 4, a.D + g.stat(w.b, h), q0, T, t);
+    load_tile_wg<kBwdThreads>(Qs + buf * kTile, a.qkv + g.q(w.b, h), ld, q0, T, threadIdx.x);
+    load_tile_wg<kBwdThreads>(dOs + buf * kTile, a.dout + g.o(w.b, h), g.ldo(), q0, T, threadIdx.x);
+    load_vec<BQ, kBwdThreads>(Ls + buf * BQ * 4, a.lse + g.stat(w.b, h), q0, T, threadIdx.x);
+    load_vec<BQ, kBwdThreads>(Ds + buf * BQ * 4, a.D + g.stat(w.b, h), q0, T, threadIdx.x);
   };
-  load_tile_wg<kBwdThreads>(Ks, a.qkv + g.k(w.b, kvh), ld, k0, T, threadIdx.x);
-  load_tile_wg<kBwdThreads>(Vs, a.qkv + g.v(w.b, kvh), ld, k0, T, threadIdx.x);
-  if (ng > 0) load_q(0);
+  load_tile_wg<kGroup>(Ks, a.qkv + g.k(w.b, kvh), ld, kg, T, t);
+  load_tile_wg<kGroup>(Vs, a.qkv + g.v(w.b, kvh), ld, kg, T, t);
+  if (steps > 0) load_q(0);
   cp_commit();
-  cp_wait<0>();
-  fence_proxy_async();
-  __syncthreads();
 
   const float sl2 = a.scale * kLog2e;
   float dk[C::ND][4] = {}, dv[C::ND][4] = {};
@@ -367,10 +365,13 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   };
 
   pipeline(
-      ng, load_q,
+      steps, load_q,
       [&](int n) {
-        const int it = gi + 2 * n;
-        const int64_t q0 = qs + int64_t(it % nqt) * BQ;
+        const int h = kvh * group + n / nqt;
+        const int64_t q0 = k0 + int64_t(n % nqt) * BQ;
+        // No key of the group below T, or every query of the tile before its keys: the whole
+        // group skips (wgmma runs on all four warps alike).
+        if (kg >= T || q0 + BQ <= kg) return;
         const uint32_t buf = n & 1;
         const uint32_t qt_s = Qs + buf * kTile, dot_s = dOs + buf * kTile;
         const float* Lt = Lp + buf * BQ;
@@ -389,7 +390,7 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
         // P^T while dP^T is still in flight; the mask's variant is the whole warp group's.
         wgmma_wait<1>();
         wgmma_fence_operand(flat64(p));
-        with_part(q0 < k0 + BK - 1 || q0 + BQ > T, [&](auto part) {
+        with_part(q0 < kg + BQ - 1 || q0 + BQ > T, [&](auto part) {
           constexpr bool kPart = decltype(part)::value;
           const int valid = int(min(int64_t(BQ), T - q0));
 #pragma unroll
@@ -411,8 +412,7 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) ds[nb][e] = p[nb][e] * (ds[nb][e] - (e & 1 ? Dv.y : Dv.x));
         }
-        bf16* d = ds_tile(a, w.b, kvh * group + it / nqt, q0 / BQ, w.tile) +
-                  (16 * warp + lane / 4) * BQ + c0;
+        bf16* d = ds_tile(a, w.b, h, q0 / BQ, kg / BQ) + (16 * warp + lane / 4) * BQ + c0;
 #pragma unroll
         for (int nb = 0; nb < NB; ++nb) {
           *reinterpret_cast<uint32_t*>(d + nb * 8) = pack_bf16(ds[nb][0], ds[nb][1]);
@@ -435,14 +435,13 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
         wgmma_fence_operand(flat128(dv));
         wgmma_fence_operand(flat128(dk));
       },
-      [&] {
+      [] {
         fence_proxy_async();
-        group_sync<kGroup>(gi);
+        __syncthreads();
       });
 
-  static_assert(2 * C::ND * 4 * kGroup * sizeof(float) <= 2 * kDkvWgGroupSmem,
-                "the exchange fits the Q / dO buffers");
-  store_dkv<HD>(dk, dv, reinterpret_cast<float*>(smem + 2 * kTile), gi, t, a, w, j0);
+  store_rows<HD>(dk, a.dqkv, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
+  store_rows<HD>(dv, a.dqkv, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
 #else
   __trap();  // launched only where compiled for sm_90a (wgmma_attention())
 #endif
@@ -645,12 +644,13 @@ void backward_hd(Bwd a, int64_t B, int64_t units_per_pass, cudaStream_t st) {
   }
   for (a.u0 = 0; a.u0 < units; a.u0 += units_per_pass) {
     const int64_t n = std::min(units_per_pass, units - a.u0);
-    const unsigned grid = grid_size(blocks(a.g.T, kDkvRows, 1, n));
     if (wg) {
-      attn_backward_dkv_wgmma<<<grid, kBwdThreads, kDkvWgSmem, st>>>(a);
+      attn_backward_dkv_wgmma<<<grid_size(blocks(a.g.T, kDkvWgKeys, 1, n)), kBwdThreads, kDkvWgSmem,
+                                st>>>(a);
       AUTOTP_LAUNCHED("attn_backward_dkv_wgmma");
     } else {
-      attn_backward_dkv_ds<HD><<<grid, kBwdThreads, smem_kv, st>>>(a);
+      attn_backward_dkv_ds<HD>
+          <<<grid_size(blocks(a.g.T, kDkvRows, 1, n)), kBwdThreads, smem_kv, st>>>(a);
       AUTOTP_LAUNCHED("attn_backward_dkv_ds");
     }
     const unsigned grid_q = grid_size(blocks(a.g.T, kDqRows, 1, n * group));
