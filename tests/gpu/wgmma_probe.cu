@@ -1,8 +1,9 @@
 // Checks the wgmma wrappers of lib/kernels/cuda/wgmma.cuh against the CPU on one warpgroup: the
 // shared-operand product (both operands K-major, as S^T = K Q^T uses it) and the register-A
 // product with an MN-major (transposed) B (as dV += P^T dO uses it), for each assignment of the
-// core-matrix strides to the descriptor's LBO and SBO. A diagnosis tool, not a ctest test: the
-// kernel test (test_cuda_backend) checks the attention that uses these.
+// tile strides to the descriptor's LBO and SBO. Exits non-zero when a layout the kernels use
+// does not match. A diagnosis tool, not a ctest test (it needs the GPU): the kernel test
+// (test_cuda_backend) checks the attention that uses these.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -156,23 +157,31 @@ int main() {
   const Variant rs_variants[] = {{"unswizzled", false, 2048, 128},
                                  {"sw128", true, 8192, 1024},
                                  {"unswizzled", false, 128, 2048}};
-  for (const Variant& v : ss_variants) {
-    std::vector<float> h(64 * 64);
+  // Runs one variant through `launch` (the kernel's launch for that variant), compares D with
+  // ref; true when it matched (no error, rel err <= 1e-5).
+  const auto check = [&](const char* what, const Variant& v, const std::vector<double>& ref,
+                         auto launch) {
+    std::vector<float> h(ref.size());
     cudaMemset(dD, 0xFF, 64 * 128 * sizeof(float));
-    probe_ss<<<1, 128>>>(dA, dB, dD, v.lbo, v.sbo, v.sw);
-    cudaError_t e = cudaDeviceSynchronize();
+    launch(v);
+    const cudaError_t e = cudaDeviceSynchronize();
     cudaMemcpy(h.data(), dD, h.size() * sizeof(float), cudaMemcpyDeviceToHost);
-    std::printf("ss K-major  %-10s lbo %4u sbo %4u: %s rel err %.3e\n", v.name, v.lbo, v.sbo,
-                cudaGetErrorString(e), max_err(h, ss));
-  }
-  for (const Variant& v : rs_variants) {
-    std::vector<float> h(64 * 128);
-    cudaMemset(dD, 0xFF, 64 * 128 * sizeof(float));
-    probe_rs<<<1, 128>>>(dP, dX, dD, v.lbo, v.sbo, v.sw);
-    cudaError_t e = cudaDeviceSynchronize();
-    cudaMemcpy(h.data(), dD, h.size() * sizeof(float), cudaMemcpyDeviceToHost);
-    std::printf("rs MN-major %-10s lbo %4u sbo %4u: %s rel err %.3e\n", v.name, v.lbo, v.sbo,
-                cudaGetErrorString(e), max_err(h, rs));
-  }
-  return 0;
+    const double err = max_err(h, ref);
+    std::printf("%s %-10s lbo %4u sbo %4u: %s rel err %.3e\n", what, v.name, v.lbo, v.sbo,
+                cudaGetErrorString(e), err);
+    return e == cudaSuccess && err <= 1e-5;
+  };
+  // The layouts the kernels use (the first two of each list) must match; the third is the
+  // wrong assignment, shown for the record.
+  bool ok = true;
+  for (int i = 0; i < 3; ++i)
+    ok &= check("ss K-major ", ss_variants[i], ss,
+                [&](const Variant& v) { probe_ss<<<1, 128>>>(dA, dB, dD, v.lbo, v.sbo, v.sw); }) ||
+          i == 2;
+  for (int i = 0; i < 3; ++i)
+    ok &= check("rs MN-major", rs_variants[i], rs,
+                [&](const Variant& v) { probe_rs<<<1, 128>>>(dP, dX, dD, v.lbo, v.sbo, v.sw); }) ||
+          i == 2;
+  std::printf("%s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
 }

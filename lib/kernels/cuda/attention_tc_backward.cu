@@ -161,6 +161,50 @@ constexpr size_t dkv_smem() {
   return Hd<HD>::kRow * 2 * kDkvRows + 2 * dkv_group_smem<HD>();
 }
 
+// The steps both dK/dV kernels share, on a lane's rows j0, j0 + 8 (keys) and the columns c0, c0
+// + 1 of each n-tile (queries of the tile) in accumulator layout.
+
+// S^T -> P^T = e^(scale s - lse) (Lt: the tile's lse); with kPart, 0 where the query precedes
+// the key (query c of the tile is j0 + rel + c) or lies past T (c >= valid).
+template <bool kPart, int NB>
+__device__ __forceinline__ void probs_t(float (&p)[NB][4], const float* Lt, float sl2, int c0,
+                                        int rel, int valid) {
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) {
+    const float2 L = *reinterpret_cast<const float2*>(Lt + nb * 8 + c0);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float x = ex2(fmaf(p[nb][e], sl2, -(e & 1 ? L.y : L.x) * kLog2e));
+      const int c = nb * 8 + c0 + (e & 1);
+      p[nb][e] = kPart && (8 * (e >> 1) > rel + c || c >= valid) ? 0.0f : x;
+    }
+  }
+}
+
+// dP^T -> dS^T = P^T (dP^T - D) (Dt: the tile's D).
+template <int NB>
+__device__ __forceinline__ void dscores_t(float (&ds)[NB][4], const float (&p)[NB][4],
+                                          const float* Dt, int c0) {
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) {
+    const float2 Dv = *reinterpret_cast<const float2*>(Dt + nb * 8 + c0);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) ds[nb][e] = p[nb][e] * (ds[nb][e] - (e & 1 ? Dv.y : Dv.x));
+  }
+}
+
+// The lane's rows of dS^T, in bf16, into the stored tile d at its row `row` (masked scores store
+// 0), for the dQ blocks.
+template <int NB>
+__device__ __forceinline__ void store_ds_t(const float (&ds)[NB][4], bf16* d, int row, int c0) {
+  d += row * kDs + c0;
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) {
+    *reinterpret_cast<uint32_t*>(d + nb * 8) = pack_bf16(ds[nb][0], ds[nb][1]);
+    *reinterpret_cast<uint32_t*>(d + 8 * kDs + nb * 8) = pack_bf16(ds[nb][2], ds[nb][3]);
+  }
+}
+
 // The end of a dK/dV block: group 1 hands its sums to group 0 through shared memory xch (the
 // now idle Q / dO buffers; element k of thread t at [k][t], conflict-free), and group 0 adds
 // them, in a fixed order, and stores its rows j0, j0 + 8 of dK (scaled) and dV.
@@ -265,35 +309,15 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
           mma_abt<HD, NB, kPart>(
               p, [&](int kd, uint32_t(&f)[4]) { ldsm4(f, ka + kd * 32); }, qt_s + off_b<HD>(lane),
               lo, NB / 2);
-#pragma unroll
-          for (int nb = 0; nb < NB; ++nb) {
-            const float2 L = *reinterpret_cast<const float2*>(Lt + nb * 8 + c0);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const float x = ex2(fmaf(p[nb][e], sl2, -(e & 1 ? L.y : L.x) * kLog2e));
-              const int c = nb * 8 + c0 + (e & 1);
-              p[nb][e] = kPart && (8 * (e >> 1) > rel + c || c >= valid) ? 0.0f : x;
-            }
-          }
+          probs_t<kPart>(p, Lt, sl2, c0, rel, valid);
           float ds[NB][4] = {};  // dP^T, then dS^T
           mma_abt<HD, NB, kPart>(
               ds, [&](int kd, uint32_t(&f)[4]) { ldsm4(f, va + kd * 32); }, dot_s + off_b<HD>(lane),
               lo, NB / 2);
-#pragma unroll
-          for (int nb = 0; nb < NB; ++nb) {
-            const float2 Dv = *reinterpret_cast<const float2*>(Dt + nb * 8 + c0);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) ds[nb][e] = p[nb][e] * (ds[nb][e] - (e & 1 ? Dv.y : Dv.x));
-          }
-          if constexpr (kStore) {  // rows j0, j0 + 8 of the tile; masked scores store 0
-            bf16* d = ds_tile(a, w.b, kvh * group + it / nqt, q0 / BQ, w.tile) +
-                      (16 * warp + lane / 4) * BQ + c0;
-#pragma unroll
-            for (int nb = 0; nb < NB; ++nb) {
-              *reinterpret_cast<uint32_t*>(d + nb * 8) = pack_bf16(ds[nb][0], ds[nb][1]);
-              *reinterpret_cast<uint32_t*>(d + 8 * BQ + nb * 8) = pack_bf16(ds[nb][2], ds[nb][3]);
-            }
-          }
+          dscores_t(ds, p, Dt, c0);
+          if constexpr (kStore)
+            store_ds_t(ds, ds_tile(a, w.b, kvh * group + it / nqt, q0 / BQ, w.tile),
+                       16 * warp + lane / 4, c0);
           mma_px<HD, NB, kPart>(dv, p, dot_s + off_a<HD>(lane), lo, NB / 2);  // dV += P^T dO
           mma_px<HD, NB, kPart>(dk, ds, qt_s + off_a<HD>(lane), lo, NB / 2);  // dK += dS^T Q
         });
@@ -392,32 +416,12 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
         wgmma_fence_operand(flat64(p));
         with_part(q0 < kg + BQ - 1 || q0 + BQ > T, [&](auto part) {
           constexpr bool kPart = decltype(part)::value;
-          const int valid = int(min(int64_t(BQ), T - q0));
-#pragma unroll
-          for (int nb = 0; nb < NB; ++nb) {
-            const float2 L = *reinterpret_cast<const float2*>(Lt + nb * 8 + c0);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const float x = ex2(fmaf(p[nb][e], sl2, -(e & 1 ? L.y : L.x) * kLog2e));
-              const int c = nb * 8 + c0 + (e & 1);
-              p[nb][e] = kPart && (8 * (e >> 1) > rel + c || c >= valid) ? 0.0f : x;
-            }
-          }
+          probs_t<kPart>(p, Lt, sl2, c0, rel, int(min(int64_t(BQ), T - q0)));
         });
         wgmma_wait<0>();
         wgmma_fence_operand(flat64(ds));
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-          const float2 Dv = *reinterpret_cast<const float2*>(Dt + nb * 8 + c0);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) ds[nb][e] = p[nb][e] * (ds[nb][e] - (e & 1 ? Dv.y : Dv.x));
-        }
-        bf16* d = ds_tile(a, w.b, h, q0 / BQ, kg / BQ) + (16 * warp + lane / 4) * BQ + c0;
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-          *reinterpret_cast<uint32_t*>(d + nb * 8) = pack_bf16(ds[nb][0], ds[nb][1]);
-          *reinterpret_cast<uint32_t*>(d + 8 * BQ + nb * 8) = pack_bf16(ds[nb][2], ds[nb][3]);
-        }
+        dscores_t(ds, p, Dt, c0);
+        store_ds_t(ds, ds_tile(a, w.b, h, q0 / BQ, kg / BQ), 16 * warp + lane / 4, c0);
         uint32_t fp[NB / 2][4], fs[NB / 2][4];
 #pragma unroll
         for (int kk = 0; kk < NB / 2; ++kk) a_frag(p, kk, fp[kk]), a_frag(ds, kk, fs[kk]);

@@ -26,6 +26,81 @@ constexpr size_t forward_smem() {
   return Hd<HD>::kRow * (16 * kFwdMt * kFwdWarps + 4 * kBc);
 }
 
+// The steps both forward kernels share, on the lane's MT row tiles in accumulator layout
+// (rows i0 + 16 mt and i0 + 16 mt + 8; columns c0, c0 + 1 of each n-tile).
+
+// In a tile crossing the diagonal, keys j > i get score -inf (key c of the tile is i0 + rel + c).
+template <int MT, int NB>
+__device__ __forceinline__ void mask_future(float (&s)[MT][NB][4], int rel, int c0) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (rel + nb * 8 + c0 + (e & 1) > 16 * mt + 8 * (e >> 1)) s[mt][nb][e] = -INFINITY;
+}
+
+// One key tile of the online softmax per row (mt, r) (elements 2 r, 2 r + 1 of s[mt]): the scores
+// become p = 2^(s sl2 - m sl2), the row max m and this lane's sum l advance, and O is rescaled,
+// only when some row's max grew (else every alpha is exactly 1).
+template <int HD, int MT, int NB>
+__device__ __forceinline__ void online_softmax(float (&s)[MT][NB][4], float (&m)[MT][2],
+                                               float (&l)[MT][2], float (&o)[MT][Hd<HD>::ND][4],
+                                               float sl2) {
+  float alpha[MT][2];
+  bool grew = false;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = m[mt][r];
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb) mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+      mx = quad_max(mx);
+      grew |= mx > m[mt][r];
+      alpha[mt][r] = ex2((m[mt][r] - mx) * sl2);  // 0 while m = -inf
+      m[mt][r] = mx;
+      const float nm = mx * sl2;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          s[mt][nb][e] = ex2(fmaf(s[mt][nb][e], sl2, -nm));
+          sum += s[mt][nb][e];
+        }
+      l[mt][r] = l[mt][r] * alpha[mt][r] + sum;
+    }
+  if (__any_sync(0xffffffffu, grew)) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int dn = 0; dn < Hd<HD>::ND; ++dn)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[mt][dn][e] *= alpha[mt][e >> 1];
+  }
+}
+
+// The end: out = O / l over the lane's rows below T, and lse = m scale + log l (quad-summed l).
+template <int HD, int MT>
+__device__ __forceinline__ void store_out(const float (&o)[MT][Hd<HD>::ND][4],
+                                          const float (&m)[MT][2], const float (&l)[MT][2],
+                                          const Fwd& a, const Work& w, int64_t i0) {
+  const Heads& g = a.g;
+  float* L = a.lse + g.stat(w.b, w.h);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int64_t i = i0 + 16 * mt;
+    const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
+    store_rows<HD>(o[mt], a.out, g.o(w.b, w.h), g.ldo(), i, g.T, 1.0f / l0, 1.0f / l1);
+    if (threadIdx.x % 4 == 0) {
+      if (i < g.T) L[i] = m[mt][0] * a.scale + logf(l0);
+      if (i + 8 < g.T) L[i + 8] = m[mt][1] * a.scale + logf(l1);
+    }
+  }
+}
+
 // 16 MT W query rows of one (batch, head), streaming the key tiles up to the diagonal.
 template <int HD>
 __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
@@ -77,67 +152,14 @@ __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
               s,
               [&](int mt, int kd, uint32_t(&a)[4]) { ldsm4(a, qa + mt * 16 * C::kRow + kd * 32); },
               kt_s + off_b<HD>(lane), 0, hi);
-          if constexpr (kPart) {  // mask keys j > i
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-              for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-                for (int e = 0; e < 4; ++e)
-                  if (rel + nb * 8 + c0 + (e & 1) > 16 * mt + 8 * (e >> 1))
-                    s[mt][nb][e] = -INFINITY;
-          }
-          // Online softmax per row (mt, r) (elements 2 r, 2 r + 1 of s[mt]). O is rescaled only
-          // when some row's max grew (else every alpha is exactly 1).
-          float alpha[MT][2];
-          bool grew = false;
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              float mx = m[mt][r];
-#pragma unroll
-              for (int nb = 0; nb < NB; ++nb)
-                mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
-              mx = quad_max(mx);
-              grew |= mx > m[mt][r];
-              alpha[mt][r] = ex2((m[mt][r] - mx) * sl2);  // 0 while m = -inf
-              m[mt][r] = mx;
-              const float nm = mx * sl2;
-              float sum = 0.0f;
-#pragma unroll
-              for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-                for (int e = 2 * r; e < 2 * r + 2; ++e) {
-                  s[mt][nb][e] = ex2(fmaf(s[mt][nb][e], sl2, -nm));
-                  sum += s[mt][nb][e];
-                }
-              l[mt][r] = l[mt][r] * alpha[mt][r] + sum;
-            }
-          if (__any_sync(0xffffffffu, grew)) {
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-              for (int dn = 0; dn < C::ND; ++dn)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) o[mt][dn][e] *= alpha[mt][e >> 1];
-          }
+          if constexpr (kPart) mask_future(s, rel, c0);
+          online_softmax<HD>(s, m, l, o, sl2);
           mma_px_m<HD, MT, NB, kPart>(o, s, vt_s + off_a<HD>(lane), 0, hi);
         });
       },
       [] { __syncthreads(); });
 
-  float* L = a.lse + g.stat(w.b, w.h);
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    const int64_t i = i0 + 16 * mt;
-    const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
-    store_rows<HD>(o[mt], a.out, g.o(w.b, w.h), g.ldo(), i, T, 1.0f / l0, 1.0f / l1);
-    if (lane % 4 == 0) {
-      if (i < T) L[i] = m[mt][0] * scale + logf(l0);
-      if (i + 8 < T) L[i + 8] = m[mt][1] * scale + logf(l1);
-    }
-  }
+  store_out<HD>(o, m, l, a, w, i0);
 }
 
 // ---------------------------------------------------------------- forward on wgmma (sm_90a)
@@ -181,8 +203,9 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
   load_kv(0);
   cp_commit();
 
-  float o[C::ND][4] = {};
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {};  // per row: raw-score max, this lane's sum
+  // One row tile of the helpers above (a warp's 16 rows of the group's 64).
+  float o[1][C::ND][4] = {};
+  float m[1][2] = {{-INFINITY, -INFINITY}}, l[1][2] = {};  // per row: raw max, this lane's sum
   const float sl2 = scale * kLog2e;
 
   const int nk = int((min(T, q0 + BR) + BC - 1) / BC);
@@ -192,7 +215,7 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
         const int64_t k0 = int64_t(kt) * BC;
         if (k0 > qg + 63) return;  // every key after the group's rows (the whole group skips)
         const uint32_t kt_s = Ks + (kt & 1) * kWgTile, vt_s = Vs + (kt & 1) * kWgTile;
-        float s[NB][4];
+        float s[1][NB][4];
         float(&sf)[32] = reinterpret_cast<float(&)[32]>(s);
         float(&of)[64] = reinterpret_cast<float(&)[64]>(o);
         wgmma_fence();
@@ -203,47 +226,11 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
         wgmma_wait<0>();
         wgmma_fence_operand(sf);
         const int rel = int(k0 - i0);  // key c of the tile is i0 + rel + c
-        with_part(k0 + BC - 1 > qg, [&](auto part) {
-          if constexpr (decltype(part)::value) {  // mask keys j > i
-#pragma unroll
-            for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-              for (int e = 0; e < 4; ++e)
-                if (rel + nb * 8 + c0 + (e & 1) > 8 * (e >> 1)) s[nb][e] = -INFINITY;
-          }
-        });
-        // Online softmax per row r (elements 2 r, 2 r + 1), as in attn_forward_mma.
-        float alpha[2];
-        bool grew = false;
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          float mx = m[r];
-#pragma unroll
-          for (int nb = 0; nb < NB; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * r], s[nb][2 * r + 1]));
-          mx = quad_max(mx);
-          grew |= mx > m[r];
-          alpha[r] = ex2((m[r] - mx) * sl2);
-          m[r] = mx;
-          const float nm = mx * sl2;
-          float sum = 0.0f;
-#pragma unroll
-          for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; ++e) {
-              s[nb][e] = ex2(fmaf(s[nb][e], sl2, -nm));
-              sum += s[nb][e];
-            }
-          l[r] = l[r] * alpha[r] + sum;
-        }
-        if (__any_sync(0xffffffffu, grew)) {
-#pragma unroll
-          for (int dn = 0; dn < C::ND; ++dn)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) o[dn][e] *= alpha[e >> 1];
-        }
+        if (k0 + BC - 1 > qg) mask_future(s, rel, c0);
+        online_softmax<HD>(s, m, l, o, sl2);
         uint32_t f[NB / 2][4];
 #pragma unroll
-        for (int kk = 0; kk < NB / 2; ++kk) a_frag(s, kk, f[kk]);
+        for (int kk = 0; kk < NB / 2; ++kk) a_frag(s[0], kk, f[kk]);
         wgmma_fence_operand(of);
         wgmma_fence();
 #pragma unroll
@@ -258,13 +245,7 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
         __syncthreads();
       });
 
-  float* L = a.lse + g.stat(w.b, w.h);
-  const float l0 = quad_sum(l[0]), l1 = quad_sum(l[1]);
-  store_rows<HD>(o, a.out, g.o(w.b, w.h), g.ldo(), i0, T, 1.0f / l0, 1.0f / l1);
-  if (lane % 4 == 0) {
-    if (i0 < T) L[i0] = m[0] * scale + logf(l0);
-    if (i0 + 8 < T) L[i0 + 8] = m[1] * scale + logf(l1);
-  }
+  store_out<HD>(o, m, l, a, w, i0);
 #else
   __trap();  // launched only where compiled for sm_90a (wgmma_attention())
 #endif

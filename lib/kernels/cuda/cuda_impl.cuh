@@ -45,10 +45,9 @@ inline unsigned grid_for(size_t n, int threads = kThreads) {
 }
 
 // K consecutive floats (K = 1, 4 for one 16-byte access, or 8: two fp32 accesses, one bf16) in
-// and out of registers. An output
-// of type __nv_bfloat16 is rounded to nearest even, as to_bf16 does: a Use::Gemm output holds
-// the same bf16 values the GEMM's conversion would have made. K = 4 needs p 16-byte aligned
-// (8-byte for bf16); K = 8 needs 16-byte alignment.
+// and out of registers. An output of type __nv_bfloat16 is rounded to nearest even, as to_bf16
+// does: a Use::Gemm output holds the same bf16 values the GEMM's conversion would have made. K = 4
+// needs p 16-byte aligned (8-byte for bf16); K = 8 needs 16-byte alignment.
 template <int K>
 __device__ __forceinline__ void load_k(const float* p, float (&v)[K]) {
   if constexpr (K % 4 == 0) {
@@ -315,8 +314,8 @@ class CudaBackendImpl final : public CudaBackend {
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
-  // AUTOTP_GEMM_TUNE=1: GEMM algorithms chosen per shape by timing (gemm_tuner.cuh); off, gemm()
-  // calls cublasGemmEx with the default algorithm.
+  // The GEMM algorithm of each shape (gemm_tuner.cuh): the shipped table's for this GPU, the
+  // timed choice under AUTOTP_GEMM_TUNE=1, else cublasGemmEx's default.
   GemmTuner tuner_;
 
   std::unordered_map<void*, size_t> live_;

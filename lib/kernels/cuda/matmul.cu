@@ -175,7 +175,7 @@ void CudaBackendImpl::gemm(int64_t M, int64_t N, int64_t K, const __nv_bfloat16*
   check(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "cuda matmul: dimensions ", M, " x ", N,
         " x ", K, " exceed cuBLAS's 32-bit sizes");
   check(!(C16 && accumulate), "cuda matmul: a bf16 output cannot be accumulated into");
-  // cublasGemmEx with its default algorithm, unless AUTOTP_GEMM_TUNE chose another.
+  // The shape's algorithm from the GEMM table or the tuner, else cublasGemmEx's default.
   tuner_.run(cublas_, stream_, M, N, K, a, transA, b, transB,
              C16 ? static_cast<void*>(C16) : static_cast<void*>(C), C16 ? CUDA_R_16BF : CUDA_R_32F,
              accumulate);
