@@ -172,9 +172,13 @@ __device__ __forceinline__ void load_kv_tiles(uint32_t Ks, uint32_t Vs, const bf
 // N floats of src from index i0 (zeros from index T on) -> s, by cp.async.
 template <int N, int NT>
 __device__ void load_vec(uint32_t s, const float* __restrict__ src, int64_t i0, int64_t T, int t) {
-  for (int e = t; e < N; e += NT) {
-    const bool valid = i0 + e < T;
-    cp_async4(s + 4 * e, src + (valid ? i0 + e : 0), valid);
+  const int64_t n = T - i0;
+#pragma unroll
+  for (int k = 0; k < (N + NT - 1) / NT; ++k) {
+    const int e = t + k * NT;
+    if (N % NT != 0 && e >= N) break;
+    const bool valid = e < n;
+    cp_async4(s + 4 * e, valid ? src + i0 + e : src, valid);
   }
 }
 
@@ -196,6 +200,34 @@ __device__ __forceinline__ void pipeline(int n, Load&& load, Body&& body, Sync&&
     sync();  // the buffer of `it` is refilled by load(it + 2)
   }
 }
+
+// The loop of the wgmma kernels, loads kAhead iterations ahead (kAhead + 1 buffers): at iteration
+// it, load(it) (issued by the caller for it = 0, by the loop before it for 0 < it < kAhead, else
+// kAhead iterations earlier) has landed and, past the barrier, no thread still reads the buffer
+// load(it + kAhead) refills (its last reader, an earlier iteration, waited for its products
+// before the barrier). body(it, next) issues its products and then calls next() (every thread,
+// once), which issues load(it + kAhead): the loads' address arithmetic runs while the tensor
+// cores work, where pipeline() above puts it before them, and one barrier per iteration does.
+// Every iteration commits one group (empty past the end), so the wait counts stay exact.
+#ifdef AUTOTP_WGMMA
+template <int kAhead, typename Load, typename Body>
+__device__ __forceinline__ void pipeline_wg(int n, Load&& load, Body&& body) {
+#pragma unroll
+  for (int it = 1; it < kAhead; ++it) {
+    if (it < n) load(it);
+    cp_commit();
+  }
+  for (int it = 0; it < n; ++it) {
+    cp_wait<kAhead - 1>();
+    fence_proxy_async();
+    __syncthreads();
+    body(it, [&] {
+      if (it + kAhead < n) load(it + kAhead);
+      cp_commit();
+    });
+  }
+}
+#endif
 
 // Calls f(std::true_type) when part holds, else f(std::false_type): the tiles that cross the
 // diagonal (or T) get the masking code, the others none.
@@ -377,27 +409,48 @@ static_assert(kWgTile % 1024 == 0, "swizzled tiles stay 1024-byte aligned");
 
 // Rows [r0, r0 + 64) of one head (bf16, row stride ld; zeros from row T on) -> the tile at s, by
 // cp.async from the NT threads t of a group: 8 consecutive threads take the 8 chunks of 128
-// bytes of a row, which the swizzle puts on distinct banks.
+// bytes of a row, which the swizzle puts on distinct banks. One 64-bit product per tile and a
+// 32-bit offset per chunk (the kernels run this every step: 64-bit row arithmetic per chunk was
+// a third of the dK/dV kernel's instructions).
 template <int NT>
 __device__ void load_tile_wg(uint32_t s, const bf16* __restrict__ src, int64_t ld, int64_t r0,
                              int64_t T, int t) {
   constexpr int R = 64, C = kWgHd / 8;
   static_assert((R * C) % NT == 0, "whole rounds");
+  const bf16* base = src + r0 * ld;
+  const int rows = int(max(int64_t(0), min(int64_t(R), T - r0))), ld32 = int(ld);
 #pragma unroll
   for (int k = 0; k < R * C / NT; ++k) {
     const int q = t + k * NT, r = q / 8 % R, c = q % 8 + q / (8 * R) * 8;
-    const bool valid = r0 + r < T;
-    cp_async16(s + sw128_offset<R>(r, 8 * c), src + (valid ? r0 + r : 0) * ld + c * 8, valid);
+    const bool valid = r < rows;
+    cp_async16(s + sw128_offset<R>(r, 8 * c), valid ? base + (r * ld32 + c * 8) : src, valid);
   }
 }
 
-// Descriptors of the tile at s: as a K-major operand, K step kk (head dims [16 kk, 16 kk + 16));
-// as an MN-major one, K step kk (rows [16 kk, 16 kk + 16)).
-__device__ inline uint64_t desc_k(uint32_t s, int kk) {
-  return wgmma_desc_sw128(s + (kk / 4) * kWgTile / 2 + (kk % 4) * 32, 16, 1024);
+// The calling thread's warpgroup, as a value the compiler knows to be warp-uniform (a shuffle
+// from lane 0, as CUTLASS's canonical_warp_group_idx): the descriptors derived from it then live
+// in uniform registers, where from threadIdx.x / 128 each product's descriptor was moved there
+// (R2UR) one at a time.
+__device__ inline int warpgroup_uniform() {
+  return __shfl_sync(0xffffffffu, int(threadIdx.x) / 128, 0);
 }
-__device__ inline uint64_t desc_mn(uint32_t s, int kk) {
-  return wgmma_desc_sw128(s + kk * 16 * 128, kWgTile / 2, 1024);
+
+// Descriptors of the tile at s, as a K-major operand (S = Q K^T: head dims are K) or an MN-major
+// one (O += P V: the tile's rows are K); then K step kk from either: head dims [16 kk, 16 kk + 16)
+// of the K-major tile, rows [16 kk, 16 kk + 16) of the MN-major one. The start address sits in
+// the descriptor's low bits (>> 4) and a tile's steps stay inside the shared window, so a step is
+// one add (building each step's descriptor anew cost a dozen instructions per product).
+__device__ inline uint64_t desc_k(uint32_t s) {
+  return wgmma_desc_sw128(s, 16, 1024);
+}
+__device__ inline uint64_t desc_mn(uint32_t s) {
+  return wgmma_desc_sw128(s, kWgTile / 2, 1024);
+}
+__device__ inline uint64_t desc_k_at(uint64_t d, int kk) {
+  return d + uint64_t(((kk / 4) * kWgTile / 2 + (kk % 4) * 32) >> 4);
+}
+__device__ inline uint64_t desc_mn_at(uint64_t d, int kk) {
+  return d + uint64_t((kk * 16 * 128) >> 4);
 }
 
 // Column pairs [16 kk, 16 kk + 16) of a tile in accumulator layout as an A fragment.

@@ -349,7 +349,7 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   using C = Hd<HD>;
   static_assert(BQ == kDs && BQ == 64 && kDkvWgKeys == 2 * BQ, "a warpgroup's 64 keys");
   constexpr uint32_t kTile = kWgTile;
-  const int gi = threadIdx.x / kGroup, t = threadIdx.x % kGroup;
+  const int gi = warpgroup_uniform(), t = threadIdx.x % kGroup;
   const uint32_t Ks = smem_u32(smem) + gi * kTile, Vs = Ks + 2 * kTile;  // this group's
   const uint32_t Qs = smem_u32(smem) + 4 * kTile, dOs = Qs + 2 * kTile;
   const uint32_t Ls = dOs + 2 * kTile, Ds = Ls + 2 * BQ * 4;
@@ -365,21 +365,24 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   const int64_t j0 = kg + 16 * warp + lane / 4;  // the lane's keys: j0, j0 + 8
   const int c0 = 2 * (lane % 4);
 
-  // Step n: query head kvh * group + n / nqt, query tile k0 + (n % nqt) BQ.
+  // Step n: query head h0 + hh, query tile qi (queries k0 + qi BQ), buffer n % 2, with (hh, qi)
+  // advanced step by step (hh = n / nqt, qi = n % nqt: no division per step).
   const int nqt = int((T - k0 + BQ - 1) / BQ), steps = group * nqt;
-  auto load_q = [&](int n) {
-    const int h = kvh * group + n / nqt;
-    const int64_t q0 = k0 + int64_t(n % nqt) * BQ;
-    const uint32_t buf = n & 1;
-    load_tile_wg<kBwdThreads>(Qs + buf * kTile, a.qkv + g.q(w.b, h), ld, q0, T, threadIdx.x);
-    load_tile_wg<kBwdThreads>(dOs + buf * kTile, a.dout + g.o(w.b, h), g.ldo(), q0, T, threadIdx.x);
-    load_vec<BQ, kBwdThreads>(Ls + buf * BQ * 4, a.lse + g.stat(w.b, h), q0, T, threadIdx.x);
-    load_vec<BQ, kBwdThreads>(Ds + buf * BQ * 4, a.D + g.stat(w.b, h), q0, T, threadIdx.x);
+  const int h0 = kvh * group;
+  const bf16 *qg = a.qkv + g.q(w.b, h0), *og = a.dout + g.o(w.b, h0);
+  const float *lg = a.lse + g.stat(w.b, h0), *dg = a.D + g.stat(w.b, h0);
+  auto load_q = [&](int hh, int qi, uint32_t buf) {
+    const int64_t q0 = k0 + int64_t(qi) * BQ;
+    load_tile_wg<kBwdThreads>(Qs + buf * kTile, qg + hh * HD, ld, q0, T, threadIdx.x);
+    load_tile_wg<kBwdThreads>(dOs + buf * kTile, og + hh * HD, g.ldo(), q0, T, threadIdx.x);
+    load_vec<BQ, kBwdThreads>(Ls + buf * BQ * 4, lg + hh * T, q0, T, threadIdx.x);
+    load_vec<BQ, kBwdThreads>(Ds + buf * BQ * 4, dg + hh * T, q0, T, threadIdx.x);
   };
   load_tile_wg<kGroup>(Ks, a.qkv + g.k(w.b, kvh), ld, kg, T, t);
   load_tile_wg<kGroup>(Vs, a.qkv + g.v(w.b, kvh), ld, kg, T, t);
-  if (steps > 0) load_q(0);
+  if (steps > 0) load_q(0, 0, 0);
   cp_commit();
+  const uint64_t dk0 = desc_k(Ks), dv0 = desc_k(Vs);
 
   const float sl2 = a.scale * kLog2e;
   float dk[C::ND][4] = {}, dv[C::ND][4] = {};
@@ -388,60 +391,62 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
     return reinterpret_cast<float(&)[64]>(x);
   };
 
-  pipeline(
-      steps, load_q,
-      [&](int n) {
-        const int h = kvh * group + n / nqt;
-        const int64_t q0 = k0 + int64_t(n % nqt) * BQ;
+  int hh = 0, qi = 0;  // step n's head (of the group) and query tile; then step n + 1's
+  pipeline_wg<1>(
+      steps, [&](int n) { load_q(hh, qi, n % 2); },
+      [&](int n, auto&& next) {
+        const int64_t q0 = k0 + int64_t(qi) * BQ;
+        const int h = h0 + hh;
+        if (++qi == nqt) qi = 0, ++hh;
         // No key of the group below T, or every query of the tile before its keys: the whole
         // group skips (wgmma runs on all four warps alike).
-        if (kg >= T || q0 + BQ <= kg) return;
-        const uint32_t buf = n & 1;
+        if (kg >= T || q0 + BQ <= kg) {
+          next();
+          return;
+        }
+        const uint32_t buf = n % 2;
         const uint32_t qt_s = Qs + buf * kTile, dot_s = dOs + buf * kTile;
-        const float* Lt = Lp + buf * BQ;
-        const float* Dt = Dp + buf * BQ;
+        const uint64_t dq0 = desc_k(qt_s), ddo0 = desc_k(dot_s);
         const int rel = int(q0 - j0);
         float p[NB][4], ds[NB][4];  // S^T then P^T; dP^T then dS^T
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < HD / 16; ++kk)
-          wgmma_m64n64k16_ss<0>(flat64(p), desc_k(Ks, kk), desc_k(qt_s, kk), kk > 0);
+          wgmma_m64n64k16_ss<0>(flat64(p), desc_k_at(dk0, kk), desc_k_at(dq0, kk), kk > 0);
         wgmma_commit();
 #pragma unroll
         for (int kk = 0; kk < HD / 16; ++kk)
-          wgmma_m64n64k16_ss<0>(flat64(ds), desc_k(Vs, kk), desc_k(dot_s, kk), kk > 0);
+          wgmma_m64n64k16_ss<0>(flat64(ds), desc_k_at(dv0, kk), desc_k_at(ddo0, kk), kk > 0);
         wgmma_commit();
+        next();
         // P^T while dP^T is still in flight; the mask's variant is the whole warp group's.
         wgmma_wait<1>();
         wgmma_fence_operand(flat64(p));
         with_part(q0 < kg + BQ - 1 || q0 + BQ > T, [&](auto part) {
           constexpr bool kPart = decltype(part)::value;
-          probs_t<kPart>(p, Lt, sl2, c0, rel, int(min(int64_t(BQ), T - q0)));
+          probs_t<kPart>(p, Lp + buf * BQ, sl2, c0, rel, int(min(int64_t(BQ), T - q0)));
         });
         wgmma_wait<0>();
         wgmma_fence_operand(flat64(ds));
-        dscores_t(ds, p, Dt, c0);
+        dscores_t(ds, p, Dp + buf * BQ, c0);
         store_ds_t(ds, ds_tile(a, w.b, h, q0 / BQ, kg / BQ), 16 * warp + lane / 4, c0);
         uint32_t fp[NB / 2][4], fs[NB / 2][4];
 #pragma unroll
         for (int kk = 0; kk < NB / 2; ++kk) a_frag(p, kk, fp[kk]), a_frag(ds, kk, fs[kk]);
+        const uint64_t ddo = desc_mn(dot_s), dq = desc_mn(qt_s);
         wgmma_fence_operand(flat128(dv));
         wgmma_fence_operand(flat128(dk));
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < NB / 2; ++kk)  // dV += P^T dO
-          wgmma_m64n128k16_rs<1>(flat128(dv), fp[kk], desc_mn(dot_s, kk));
+          wgmma_m64n128k16_rs<1>(flat128(dv), fp[kk], desc_mn_at(ddo, kk));
 #pragma unroll
         for (int kk = 0; kk < NB / 2; ++kk)  // dK += dS^T Q
-          wgmma_m64n128k16_rs<1>(flat128(dk), fs[kk], desc_mn(qt_s, kk));
+          wgmma_m64n128k16_rs<1>(flat128(dk), fs[kk], desc_mn_at(dq, kk));
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_fence_operand(flat128(dv));
         wgmma_fence_operand(flat128(dk));
-      },
-      [] {
-        fence_proxy_async();
-        __syncthreads();
       });
 
   store_rows<HD>(dk, a.dqkv, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
@@ -522,29 +527,31 @@ __device__ __forceinline__ void dq_ds_block(unsigned char* smem, const Bwd& a) {
 // dQ from the stored dS on wgmma: each warpgroup owns one dS query tile (64 queries), the two of
 // a block share the key tiles; dQ += dS K per key tile takes dS^T as stored ([key][query]: a
 // transposed A) and K transposed, both from shared memory.
-constexpr size_t dq_wg_smem() {
-  return 2 * size_t(kWgTile) + 4 * size_t(kDs) * kDs * 2;  // K [2], dS^T [2][2]
+// Three stages (loads two key tiles ahead): the stored dS comes from memory, not from L2.
+constexpr int kDqStages = 3;
+constexpr size_t dq_wg_smem() {  // K [kDqStages], dS^T [kDqStages][2]
+  return kDqStages * (size_t(kWgTile) + 2 * size_t(kDs) * kDs * 2);
 }
 
-__global__ void __launch_bounds__(kBwdThreads) attn_backward_dq_wgmma(Bwd a) {
+__global__ void __launch_bounds__(kBwdThreads, 2) attn_backward_dq_wgmma(Bwd a) {
 #ifdef AUTOTP_WGMMA
   constexpr int HD = kWgHd, BR = kDqRows, NT = kBwdThreads;
   constexpr uint32_t kDsTile = kDs * kDs * 2;
   static_assert(kBc == kDs && BR == 2 * kDs && kDs == 64, "a warp group per 64-query dS tile");
   extern __shared__ __align__(1024) unsigned char smem[];
-  const uint32_t Ks = smem_u32(smem), Ss = Ks + 2 * kWgTile;
+  const uint32_t Ks = smem_u32(smem), Ss = Ks + kDqStages * kWgTile;
 
   const Heads& g = a.g;
   const int64_t T = g.T, ld = g.ld(), nt = (T + kDs - 1) / kDs;
   const Work w =
       decode(blockIdx.x, gridDim.x, g.nq, (T + BR - 1) / BR, true, a.u0 * (g.nq / g.nkv));
-  const int gi = threadIdx.x / 128, t = threadIdx.x % 128, warp = t / 32, lane = threadIdx.x % 32;
+  const int gi = warpgroup_uniform(), t = threadIdx.x % 128, warp = t / 32, lane = threadIdx.x % 32;
   const int64_t qt = w.tile * 2 + gi;  // the group's query tile
   const int64_t i0 = qt * kDs + 16 * warp + lane / 4;
   const bf16* kg = a.qkv + g.k(w.b, g.kv_of(w.h));
 
   auto load = [&](int kt) {
-    const uint32_t buf = kt & 1;
+    const uint32_t buf = kt % kDqStages;
     load_tile_wg<NT>(Ks + buf * kWgTile, kg, ld, int64_t(kt) * kBc, T, threadIdx.x);
     if (qt < nt && kt <= qt) {  // the group's dS^T tile (qt, kt): 64 rows of 128 bytes
       const bf16* src = ds_tile(a, w.b, w.h, qt, kt);
@@ -561,27 +568,25 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dq_wgmma(Bwd a) {
 
   float dq[Hd<HD>::ND][4] = {};
   const int nk = int((min(T, w.tile * BR + BR) + kBc - 1) / kBc);
-  pipeline(
-      nk, load,
-      [&](int kt) {
-        if (qt >= nt || kt > qt) return;  // no query of the group, or every key after them
-        const uint32_t buf = kt & 1;
-        const uint32_t ks = Ks + buf * kWgTile, ss = Ss + (2 * buf + gi) * kDsTile;
-        float(&dqf)[64] = reinterpret_cast<float(&)[64]>(dq);
-        wgmma_fence_operand(dqf);
-        wgmma_fence();
+  pipeline_wg<2>(nk, load, [&](int kt, auto&& next) {
+    if (qt >= nt || kt > qt) {  // no query of the group, or every key after them
+      next();
+      return;
+    }
+    const uint32_t buf = kt % kDqStages;
+    const uint64_t ds0 = wgmma_desc_sw128(Ss + (2 * buf + gi) * kDsTile, kDsTile, 1024);
+    const uint64_t kd = desc_mn(Ks + buf * kWgTile);
+    float(&dqf)[64] = reinterpret_cast<float(&)[64]>(dq);
+    wgmma_fence_operand(dqf);
+    wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < kBc / 16; ++kk)  // dQ += dS K over the tile's keys
-          wgmma_m64n128k16_ss<1, 1>(dqf, wgmma_desc_sw128(ss + kk * 16 * 128, kDsTile, 1024),
-                                    desc_mn(ks, kk));
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_operand(dqf);
-      },
-      [] {
-        fence_proxy_async();
-        __syncthreads();
-      });
+    for (int kk = 0; kk < kBc / 16; ++kk)  // dQ += dS K over the tile's keys
+      wgmma_m64n128k16_ss<1, 1>(dqf, desc_mn_at(ds0, kk), desc_mn_at(kd, kk));
+    wgmma_commit();
+    next();
+    wgmma_wait<0>();
+    wgmma_fence_operand(dqf);
+  });
   store_rows<HD>(dq, a.dqkv, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 #else
   __trap();  // launched only where compiled for sm_90a (wgmma_attention())

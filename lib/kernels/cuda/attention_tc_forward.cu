@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
   const float scale = a.scale;
   const int64_t T = g.T, ld = g.ld();
   const Work w = decode(blockIdx.x, gridDim.x, g.nq, (T + BR - 1) / BR, true);
-  const int gi = threadIdx.x / 128, t = threadIdx.x % 128;
+  const int gi = warpgroup_uniform(), t = threadIdx.x % 128;
   const int64_t q0 = w.tile * BR, qg = q0 + 64 * gi;  // the block's and the group's first row
   const int kvh = g.kv_of(w.h), warp = t / 32, lane = threadIdx.x % 32;
   const int64_t i0 = qg + 16 * warp + lane / 4;  // the lane's rows i0, i0 + 8
@@ -209,41 +209,40 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
   const float sl2 = scale * kLog2e;
 
   const int nk = int((min(T, q0 + BR) + BC - 1) / BC);
-  pipeline(
-      nk, load_kv,
-      [&](int kt) {
-        const int64_t k0 = int64_t(kt) * BC;
-        if (k0 > qg + 63) return;  // every key after the group's rows (the whole group skips)
-        const uint32_t kt_s = Ks + (kt & 1) * kWgTile, vt_s = Vs + (kt & 1) * kWgTile;
-        float s[1][NB][4];
-        float(&sf)[32] = reinterpret_cast<float(&)[32]>(s);
-        float(&of)[64] = reinterpret_cast<float(&)[64]>(o);
-        wgmma_fence();
+  pipeline_wg<1>(nk, load_kv, [&](int kt, auto&& next) {
+    const int64_t k0 = int64_t(kt) * BC;
+    if (k0 > qg + 63) {  // every key after the group's rows (the whole group skips)
+      next();
+      return;
+    }
+    const uint32_t kt_s = Ks + (kt & 1) * kWgTile, vt_s = Vs + (kt & 1) * kWgTile;
+    float s[1][NB][4];
+    float(&sf)[32] = reinterpret_cast<float(&)[32]>(s);
+    float(&of)[64] = reinterpret_cast<float(&)[64]>(o);
+    const uint64_t dq0 = desc_k(qt_s), dk0 = desc_k(kt_s), dv0 = desc_mn(vt_s);
+    wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk)
-          wgmma_m64n64k16_ss<0>(sf, desc_k(qt_s, kk), desc_k(kt_s, kk), kk > 0);
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_operand(sf);
-        const int rel = int(k0 - i0);  // key c of the tile is i0 + rel + c
-        if (k0 + BC - 1 > qg) mask_future(s, rel, c0);
-        online_softmax<HD>(s, m, l, o, sl2);
-        uint32_t f[NB / 2][4];
+    for (int kk = 0; kk < HD / 16; ++kk)
+      wgmma_m64n64k16_ss<0>(sf, desc_k_at(dq0, kk), desc_k_at(dk0, kk), kk > 0);
+    wgmma_commit();
+    next();
+    wgmma_wait<0>();
+    wgmma_fence_operand(sf);
+    const int rel = int(k0 - i0);  // key c of the tile is i0 + rel + c
+    if (k0 + BC - 1 > qg) mask_future(s, rel, c0);
+    online_softmax<HD>(s, m, l, o, sl2);
+    uint32_t f[NB / 2][4];
 #pragma unroll
-        for (int kk = 0; kk < NB / 2; ++kk) a_frag(s[0], kk, f[kk]);
-        wgmma_fence_operand(of);
-        wgmma_fence();
+    for (int kk = 0; kk < NB / 2; ++kk) a_frag(s[0], kk, f[kk]);
+    wgmma_fence_operand(of);
+    wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < NB / 2; ++kk)  // O += P V
-          wgmma_m64n128k16_rs<1>(of, f[kk], desc_mn(vt_s, kk));
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_operand(of);
-      },
-      [] {
-        fence_proxy_async();
-        __syncthreads();
-      });
+    for (int kk = 0; kk < NB / 2; ++kk)  // O += P V
+      wgmma_m64n128k16_rs<1>(of, f[kk], desc_mn_at(dv0, kk));
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(of);
+  });
 
   store_out<HD>(o, m, l, a, w, i0);
 #else
