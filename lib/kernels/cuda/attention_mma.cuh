@@ -33,6 +33,8 @@
 // steps on warpgroup MMA instead (wgmma.cuh; the tiles section at the end of this file): a
 // warpgroup's 64 rows are four warps' 16 in the layout above, so the elementwise code is shared
 // in form, and the tensor cores read Q, K, V, dO and dS from shared memory once per warpgroup.
+// Their loops (pipeline_wg) issue the next tiles' loads after a step's products, one barrier per
+// step; the dQ kernel, whose stored dS comes from memory, loads two tiles ahead.
 #include <algorithm>
 #include <cstdlib>
 
