@@ -606,7 +606,7 @@ void Phi3Model::backward_layers() {
 
   if (compute) {
     be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
-    grad_accumulates(norm_off_, 0);
+    grad_will_add(norm_off_);
     be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_,
                          dres_use(int(layers_.size()) - 1));
   }
@@ -621,7 +621,7 @@ void Phi3Model::backward_layers() {
 
   // dres = dL/d(embedding output), full on every rank.
   if (compute) {
-    grad_accumulates(embed_off_, 0);
+    grad_will_add(embed_off_);
     if (embed_split_ == EmbedSplit::Hidden) {
       // Backward of the all-gather: this rank's columns of the full gradient.
       tg_.slice(embed_layout_, dres_, N, H_, sc_d1_);
@@ -675,7 +675,7 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
                   acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_,
                   Use::Narrow);  // read by rmsnorm_backward alone
   // -> d(mid), read by o_proj's backward GEMMs next
-  grad_accumulates(L.ln2, 0);
+  grad_will_add(L.ln2);
   be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2,
                        grad_gemm_use(L.o));
 
@@ -688,7 +688,7 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, acc(L.qkv), sc_d2_,
                   norm_in(L.qkv, a.qkv_xin, res_[size_t(l)], L.ln1, a.rstd1), N, sc_dy_, sc_dx_,
                   d_ln_, Use::Narrow);  // read by rmsnorm_backward alone
-  grad_accumulates(L.ln1, 0);
+  grad_will_add(L.ln1);
   be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
                        dres_use(l - 1));  // -> d(x)
 }

@@ -203,6 +203,9 @@ class Phi3Model {
   // elements when it can overwrite, 0 when it can only add): whether it must add into what is
   // there. An adding op finds the slot zeroed first when it is the slot's first writer.
   bool grad_accumulates(size_t offset, size_t numel);
+  // An op that can only add (a norm's weight gradient, the embedding's scatter) is about to
+  // write the slot at `offset`: zeroed first when it is the slot's first writer.
+  void grad_will_add(size_t offset) { grad_accumulates(offset, 0); }
   // The slots in [lo, hi) that no op wrote yet are zeroed: their gradients are final.
   void settle_grads(size_t lo, size_t hi);
 
