@@ -229,6 +229,38 @@ __device__ __forceinline__ void pipeline_wg(int n, Load&& load, Body&& body) {
     });
   }
 }
+
+// The loop of a kernel whose warpgroups share the loaded tiles but not a barrier: kStages
+// buffers, loads kStages - 1 iterations ahead, each buffer with two mbarriers of NT arrivals
+// (every thread of the block) at `bars`: full[s] (each thread's copies into it have landed:
+// cp.async.mbarrier.arrive, so no thread waits for its own copies) and empty[s] (each thread is
+// done reading it). A warpgroup waits only for the buffer it reads and, before refilling one, for
+// its last readers, so the two warpgroups drift apart: one's elementwise work runs while the
+// other's products hold the tensor cores, where a barrier per step kept them in phase (both
+// computing P^T while the tensor cores idled). body(it, next) as in pipeline_wg.
+template <int kStages, int NT, typename Load, typename Body>
+__device__ __forceinline__ void pipeline_mbar(int n, uint32_t bars, Load&& load, Body&& body) {
+  constexpr int kAhead = kStages - 1;
+  auto full = [&](int it) { return bars + 8 * (it % kStages); };
+  auto empty = [&](int it) { return bars + 8 * (kStages + it % kStages); };
+  if (threadIdx.x == 0)
+    for (int s = 0; s < 2 * kStages; ++s) mbar_init(bars + 8 * s, NT);
+  __syncthreads();
+  auto issue = [&](int it) {
+    if (it >= kStages) mbar_wait(empty(it), (it / kStages - 1) & 1);
+    load(it);
+    mbar_arrive_cp_async(full(it));
+  };
+  for (int it = 0; it < kAhead && it < n; ++it) issue(it);
+  for (int it = 0; it < n; ++it) {
+    mbar_wait(full(it), (it / kStages) & 1);
+    fence_proxy_async();
+    body(it, [&] {
+      if (it + kAhead < n) issue(it + kAhead);
+    });
+    mbar_arrive(empty(it));
+  }
+}
 #endif
 
 // Calls f(std::true_type) when part holds, else f(std::false_type): the tiles that cross the

@@ -339,22 +339,27 @@ __device__ __forceinline__ void dkv_block(unsigned char* smem, int64_t blk, int6
 // tensor cores read it once per warpgroup, where mma.sync had every warp load it through
 // ldmatrix. Head dim 128 (Phi-4's), stored dS.
 constexpr int kDkvWgKeys = 128;
-// Shared memory: K and V tiles per warpgroup, then Q and dO [2] tiles each, lse and D [2][BQ].
-constexpr size_t kDkvWgSmem = 8 * size_t(kWgTile) + sizeof(float) * 4 * kDkvBq;
+// Buffers of the Q / dO tiles (pipeline_mbar: loads two steps ahead, the warpgroups up to a step
+// apart).
+constexpr int kDkvStages = 3;
+// Shared memory: K and V tiles per warpgroup, then Q and dO [kDkvStages] tiles each, lse and D
+// [kDkvStages][BQ], the pipeline's 2 kDkvStages mbarriers.
+constexpr size_t kDkvWgSmem = (4 + 2 * kDkvStages) * size_t(kWgTile) +
+                              sizeof(float) * 2 * kDkvStages * kDkvBq + 8 * 2 * kDkvStages;
 
 __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
 #ifdef AUTOTP_WGMMA
   extern __shared__ __align__(1024) unsigned char smem[];
-  constexpr int HD = kWgHd, BQ = kDkvBq, NB = BQ / 8;
+  constexpr int HD = kWgHd, BQ = kDkvBq, NB = BQ / 8, S = kDkvStages;
   using C = Hd<HD>;
   static_assert(BQ == kDs && BQ == 64 && kDkvWgKeys == 2 * BQ, "a warpgroup's 64 keys");
   constexpr uint32_t kTile = kWgTile;
   const int gi = warpgroup_uniform(), t = threadIdx.x % kGroup;
   const uint32_t Ks = smem_u32(smem) + gi * kTile, Vs = Ks + 2 * kTile;  // this group's
-  const uint32_t Qs = smem_u32(smem) + 4 * kTile, dOs = Qs + 2 * kTile;
-  const uint32_t Ls = dOs + 2 * kTile, Ds = Ls + 2 * BQ * 4;
-  const float* Lp = reinterpret_cast<const float*>(smem + 8 * kTile);
-  const float* Dp = Lp + 2 * BQ;
+  const uint32_t Qs = smem_u32(smem) + 4 * kTile, dOs = Qs + S * kTile;
+  const uint32_t Ls = dOs + S * kTile, Ds = Ls + S * BQ * 4, bars = Ds + S * BQ * 4;
+  const float* Lp = reinterpret_cast<const float*>(smem + (4 + 2 * S) * kTile);
+  const float* Dp = Lp + S * BQ;
 
   const Heads& g = a.g;
   const int64_t T = g.T, ld = g.ld();
@@ -365,23 +370,25 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   const int64_t j0 = kg + 16 * warp + lane / 4;  // the lane's keys: j0, j0 + 8
   const int c0 = 2 * (lane % 4);
 
-  // Step n: query head h0 + hh, query tile qi (queries k0 + qi BQ), buffer n % 2, with (hh, qi)
-  // advanced step by step (hh = n / nqt, qi = n % nqt: no division per step).
+  // Step n: query head h0 + hh, query tile qi (queries k0 + qi BQ), buffer n % S, with (hh, qi)
+  // advanced step by step (hh = n / nqt, qi = n % nqt: no division per step); the loads run
+  // S - 1 steps ahead on their own (lh, lq).
   const int nqt = int((T - k0 + BQ - 1) / BQ), steps = group * nqt;
   const int h0 = kvh * group;
   const bf16 *qg = a.qkv + g.q(w.b, h0), *og = a.dout + g.o(w.b, h0);
   const float *lg = a.lse + g.stat(w.b, h0), *dg = a.D + g.stat(w.b, h0);
-  auto load_q = [&](int hh, int qi, uint32_t buf) {
-    const int64_t q0 = k0 + int64_t(qi) * BQ;
-    load_tile_wg<kBwdThreads>(Qs + buf * kTile, qg + hh * HD, ld, q0, T, threadIdx.x);
-    load_tile_wg<kBwdThreads>(dOs + buf * kTile, og + hh * HD, g.ldo(), q0, T, threadIdx.x);
-    load_vec<BQ, kBwdThreads>(Ls + buf * BQ * 4, lg + hh * T, q0, T, threadIdx.x);
-    load_vec<BQ, kBwdThreads>(Ds + buf * BQ * 4, dg + hh * T, q0, T, threadIdx.x);
+  int lh = 0, lq = 0;
+  auto load_q = [&](int n) {
+    const int64_t q0 = k0 + int64_t(lq) * BQ;
+    const uint32_t buf = n % S;
+    load_tile_wg<kBwdThreads>(Qs + buf * kTile, qg + lh * HD, ld, q0, T, threadIdx.x);
+    load_tile_wg<kBwdThreads>(dOs + buf * kTile, og + lh * HD, g.ldo(), q0, T, threadIdx.x);
+    load_vec<BQ, kBwdThreads>(Ls + buf * BQ * 4, lg + lh * T, q0, T, threadIdx.x);
+    load_vec<BQ, kBwdThreads>(Ds + buf * BQ * 4, dg + lh * T, q0, T, threadIdx.x);
+    if (++lq == nqt) lq = 0, ++lh;
   };
   load_tile_wg<kGroup>(Ks, a.qkv + g.k(w.b, kvh), ld, kg, T, t);
   load_tile_wg<kGroup>(Vs, a.qkv + g.v(w.b, kvh), ld, kg, T, t);
-  if (steps > 0) load_q(0, 0, 0);
-  cp_commit();
   const uint64_t dk0 = desc_k(Ks), dv0 = desc_k(Vs);
 
   const float sl2 = a.scale * kLog2e;
@@ -392,62 +399,61 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   };
 
   int hh = 0, qi = 0;  // step n's head (of the group) and query tile; then step n + 1's
-  pipeline_wg<1>(
-      steps, [&](int n) { load_q(hh, qi, n % 2); },
-      [&](int n, auto&& next) {
-        const int64_t q0 = k0 + int64_t(qi) * BQ;
-        const int h = h0 + hh;
-        if (++qi == nqt) qi = 0, ++hh;
-        // No key of the group below T, or every query of the tile before its keys: the whole
-        // group skips (wgmma runs on all four warps alike).
-        if (kg >= T || q0 + BQ <= kg) {
-          next();
-          return;
-        }
-        const uint32_t buf = n % 2;
-        const uint32_t qt_s = Qs + buf * kTile, dot_s = dOs + buf * kTile;
-        const uint64_t dq0 = desc_k(qt_s), ddo0 = desc_k(dot_s);
-        const int rel = int(q0 - j0);
-        float p[NB][4], ds[NB][4];  // S^T then P^T; dP^T then dS^T
-        wgmma_fence();
+  // The first step's full barrier also covers K and V (each thread's earlier copies).
+  pipeline_mbar<S, kBwdThreads>(steps, bars, load_q, [&](int n, auto&& next) {
+    const int64_t q0 = k0 + int64_t(qi) * BQ;
+    const int h = h0 + hh;
+    if (++qi == nqt) qi = 0, ++hh;
+    // No key of the group below T, or every query of the tile before its keys: the whole
+    // group skips (wgmma runs on all four warps alike).
+    if (kg >= T || q0 + BQ <= kg) {
+      next();
+      return;
+    }
+    const uint32_t buf = n % S;
+    const uint32_t qt_s = Qs + buf * kTile, dot_s = dOs + buf * kTile;
+    const uint64_t dq0 = desc_k(qt_s), ddo0 = desc_k(dot_s);
+    const int rel = int(q0 - j0);
+    float p[NB][4], ds[NB][4];  // S^T then P^T; dP^T then dS^T
+    wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk)
-          wgmma_m64n64k16_ss<0>(flat64(p), desc_k_at(dk0, kk), desc_k_at(dq0, kk), kk > 0);
-        wgmma_commit();
+    for (int kk = 0; kk < HD / 16; ++kk)
+      wgmma_m64n64k16_ss<0>(flat64(p), desc_k_at(dk0, kk), desc_k_at(dq0, kk), kk > 0);
+    wgmma_commit();
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk)
-          wgmma_m64n64k16_ss<0>(flat64(ds), desc_k_at(dv0, kk), desc_k_at(ddo0, kk), kk > 0);
-        wgmma_commit();
-        next();
-        // P^T while dP^T is still in flight; the mask's variant is the whole warp group's.
-        wgmma_wait<1>();
-        wgmma_fence_operand(flat64(p));
-        with_part(q0 < kg + BQ - 1 || q0 + BQ > T, [&](auto part) {
-          constexpr bool kPart = decltype(part)::value;
-          probs_t<kPart>(p, Lp + buf * BQ, sl2, c0, rel, int(min(int64_t(BQ), T - q0)));
-        });
-        wgmma_wait<0>();
-        wgmma_fence_operand(flat64(ds));
-        dscores_t(ds, p, Dp + buf * BQ, c0);
-        store_ds_t(ds, ds_tile(a, w.b, h, q0 / BQ, kg / BQ), 16 * warp + lane / 4, c0);
-        uint32_t fp[NB / 2][4], fs[NB / 2][4];
+    for (int kk = 0; kk < HD / 16; ++kk)
+      wgmma_m64n64k16_ss<0>(flat64(ds), desc_k_at(dv0, kk), desc_k_at(ddo0, kk), kk > 0);
+    wgmma_commit();
+    next();
+    // P^T while dP^T is still in flight; the mask's variant is the whole warp group's.
+    wgmma_wait<1>();
+    wgmma_fence_operand(flat64(p));
+    with_part(q0 < kg + BQ - 1 || q0 + BQ > T, [&](auto part) {
+      constexpr bool kPart = decltype(part)::value;
+      probs_t<kPart>(p, Lp + buf * BQ, sl2, c0, rel, int(min(int64_t(BQ), T - q0)));
+    });
+    wgmma_wait<0>();
+    wgmma_fence_operand(flat64(ds));
+    dscores_t(ds, p, Dp + buf * BQ, c0);
+    store_ds_t(ds, ds_tile(a, w.b, h, q0 / BQ, kg / BQ), 16 * warp + lane / 4, c0);
+    uint32_t fp[NB / 2][4], fs[NB / 2][4];
 #pragma unroll
-        for (int kk = 0; kk < NB / 2; ++kk) a_frag(p, kk, fp[kk]), a_frag(ds, kk, fs[kk]);
-        const uint64_t ddo = desc_mn(dot_s), dq = desc_mn(qt_s);
-        wgmma_fence_operand(flat128(dv));
-        wgmma_fence_operand(flat128(dk));
-        wgmma_fence();
+    for (int kk = 0; kk < NB / 2; ++kk) a_frag(p, kk, fp[kk]), a_frag(ds, kk, fs[kk]);
+    const uint64_t ddo = desc_mn(dot_s), dq = desc_mn(qt_s);
+    wgmma_fence_operand(flat128(dv));
+    wgmma_fence_operand(flat128(dk));
+    wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < NB / 2; ++kk)  // dV += P^T dO
-          wgmma_m64n128k16_rs<1>(flat128(dv), fp[kk], desc_mn_at(ddo, kk));
+    for (int kk = 0; kk < NB / 2; ++kk)  // dV += P^T dO
+      wgmma_m64n128k16_rs<1>(flat128(dv), fp[kk], desc_mn_at(ddo, kk));
 #pragma unroll
-        for (int kk = 0; kk < NB / 2; ++kk)  // dK += dS^T Q
-          wgmma_m64n128k16_rs<1>(flat128(dk), fs[kk], desc_mn_at(dq, kk));
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_operand(flat128(dv));
-        wgmma_fence_operand(flat128(dk));
-      });
+    for (int kk = 0; kk < NB / 2; ++kk)  // dK += dS^T Q
+      wgmma_m64n128k16_rs<1>(flat128(dk), fs[kk], desc_mn_at(dq, kk));
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(flat128(dv));
+    wgmma_fence_operand(flat128(dk));
+  });
 
   store_rows<HD>(dk, a.dqkv, g.k(w.b, kvh), ld, j0, T, a.scale, a.scale);
   store_rows<HD>(dv, a.dqkv, g.v(w.b, kvh), ld, j0, T, 1.0f, 1.0f);
