@@ -535,8 +535,8 @@ __device__ __forceinline__ void dq_ds_block(unsigned char* smem, const Bwd& a) {
 // transposed A) and K transposed, both from shared memory.
 // Three stages (loads two key tiles ahead): the stored dS comes from memory, not from L2.
 constexpr int kDqStages = 3;
-constexpr size_t dq_wg_smem() {  // K [kDqStages], dS^T [kDqStages][2]
-  return kDqStages * (size_t(kWgTile) + 2 * size_t(kDs) * kDs * 2);
+constexpr size_t dq_wg_smem() {  // K [kDqStages], dS^T [kDqStages][2], 2 kDqStages mbarriers
+  return kDqStages * (size_t(kWgTile) + 2 * size_t(kDs) * kDs * 2 + 16);
 }
 
 __global__ void __launch_bounds__(kBwdThreads, 2) attn_backward_dq_wgmma(Bwd a) {
@@ -569,12 +569,9 @@ __global__ void __launch_bounds__(kBwdThreads, 2) attn_backward_dq_wgmma(Bwd a) 
       }
     }
   };
-  load(0);
-  cp_commit();
-
   float dq[Hd<HD>::ND][4] = {};
   const int nk = int((min(T, w.tile * BR + BR) + kBc - 1) / kBc);
-  pipeline_wg<2>(nk, load, [&](int kt, auto&& next) {
+  pipeline_mbar<kDqStages, NT>(nk, Ss + 2 * kDqStages * kDsTile, load, [&](int kt, auto&& next) {
     if (qt >= nt || kt > qt) {  // no query of the group, or every key after them
       next();
       return;

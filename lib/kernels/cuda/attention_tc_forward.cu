@@ -168,9 +168,9 @@ __global__ void __launch_bounds__(kFwdWarps * 32) attn_forward_mma(Fwd a) {
 // accumulator layout, which is wgmma's) and V transposed. Two warpgroups share each K and V tile.
 constexpr int kFwdGroups = 2, kFwdWgThreads = 128 * kFwdGroups;
 
-// Shared memory: Q [kFwdGroups] tiles, K and V [2] tiles each.
+// Shared memory: Q [kFwdGroups] tiles, K and V [2] tiles each, then pipeline_mbar's 4 mbarriers.
 constexpr size_t forward_wg_smem() {
-  return size_t(kWgTile) * (kFwdGroups + 4);
+  return size_t(kWgTile) * (kFwdGroups + 4) + 8 * 4;
 }
 
 // Two blocks per SM (128 registers, a few spilled): one block's softmax runs while the other's
@@ -199,9 +199,7 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
     load_tile_wg<kFwdWgThreads>(Ks + off, kg, ld, int64_t(kt) * BC, T, threadIdx.x);
     load_tile_wg<kFwdWgThreads>(Vs + off, vg, ld, int64_t(kt) * BC, T, threadIdx.x);
   };
-  load_tile_wg<128>(qt_s, a.qkv + g.q(w.b, w.h), ld, qg, T, t);
-  load_kv(0);
-  cp_commit();
+  load_tile_wg<128>(qt_s, a.qkv + g.q(w.b, w.h), ld, qg, T, t);  // covered by load_kv(0)'s
 
   // One row tile of the helpers above (a warp's 16 rows of the group's 64).
   float o[1][C::ND][4] = {};
@@ -209,7 +207,7 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
   const float sl2 = scale * kLog2e;
 
   const int nk = int((min(T, q0 + BR) + BC - 1) / BC);
-  pipeline_wg<1>(nk, load_kv, [&](int kt, auto&& next) {
+  pipeline_mbar<2, kFwdWgThreads>(nk, Vs + 2 * kWgTile, load_kv, [&](int kt, auto&& next) {
     const int64_t k0 = int64_t(kt) * BC;
     if (k0 > qg + 63) {  // every key after the group's rows (the whole group skips)
       next();

@@ -66,8 +66,8 @@ __device__ inline void wgmma_fence_operand(float (&r)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
-// Shared memory written by ordinary stores or cp.async is visible to wgmma (the async proxy)
-// after this, then a barrier.
+// Shared memory written by ordinary stores is visible to wgmma (the async proxy) after this, then
+// a barrier.
 __device__ inline void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
