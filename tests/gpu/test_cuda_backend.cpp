@@ -1227,7 +1227,15 @@ TEST_F(CudaVsCpu, GemmTuningFileIsReused) {
 
   write_file("autotp-gemm-tune 0 elsewhere\nnot a choice\n");
   fresh(true);
+  testing::internal::CaptureStderr();
   EXPECT_NO_THROW(gemms()) << "a file tuned elsewhere must be ignored";
+  const std::string warned = testing::internal::GetCapturedStderr();
+  EXPECT_NE(warned.find("ignoring " + path +
+                        ", tuned elsewhere (header \"autotp-gemm-tune 0 "
+                        "elsewhere\""),
+            std::string::npos)
+      << "no warning naming the file and its header:\n"
+      << warned;
   const std::vector<std::string> rewritten = lines(read_file());
   ASSERT_EQ(rewritten.size(), 3u) << path << " was not rewritten after its header mismatched";
   EXPECT_EQ(rewritten[0], saved[0]);
@@ -1254,7 +1262,18 @@ TEST_F(CudaVsCpu, GemmTuningFileIsReused) {
   std::string table = text;
   table.replace(table.find(" mode lt "), 9, " mode 1 ");  // a table is a file tuned in mode 1
   write_file(table);
-  EXPECT_TRUE(same_bits(from_table(nullptr), tuned)) << "the table's choices did not run";
+  {
+    // The bits alone cannot tell the table was used where an lt choice computes the default's
+    // bits: the tuner also says what it read.
+    EnvScope verbose("AUTOTP_GEMM_TUNE_VERBOSE", "1");
+    testing::internal::CaptureStderr();
+    const std::vector<float> bits = from_table(nullptr);
+    const std::string said = testing::internal::GetCapturedStderr();
+    EXPECT_TRUE(same_bits(bits, tuned)) << "the table's choices did not run";
+    EXPECT_NE(said.find("2 choices from " + path), std::string::npos)
+        << "the tuner did not read the table's 2 choices:\n"
+        << said;
+  }
   EXPECT_EQ(read_file(), table) << "a table is read, never written";
   fresh(false);
   const std::vector<float> defaults_bits = gemms();

@@ -199,7 +199,8 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
     load_tile_wg<kFwdWgThreads>(Ks + off, kg, ld, int64_t(kt) * BC, T, threadIdx.x);
     load_tile_wg<kFwdWgThreads>(Vs + off, vg, ld, int64_t(kt) * BC, T, threadIdx.x);
   };
-  load_tile_wg<128>(qt_s, a.qkv + g.q(w.b, w.h), ld, qg, T, t);  // covered by load_kv(0)'s
+  // Lands with load_kv(0): its full barrier counts each thread's earlier copies too.
+  load_tile_wg<128>(qt_s, a.qkv + g.q(w.b, w.h), ld, qg, T, t);
 
   // One row tile of the helpers above (a warp's 16 rows of the group's 64).
   float o[1][C::ND][4] = {};

@@ -237,12 +237,15 @@ static std::string setup_header(bool lt_only) {
 }
 
 // The choices of the file at `path` into known_ when its header is header_; false when there
-// is no such file or it was tuned elsewhere. A malformed line throws with loaded_ still false:
-// every later call reports it again rather than overwriting the file.
-bool GemmTuner::read_choices(const std::string& path) {
+// is no such file or it was tuned elsewhere (*found, when given, receives the header read: empty
+// for no file). A malformed line throws with loaded_ still false: every later call reports it
+// again rather than overwriting the file.
+bool GemmTuner::read_choices(const std::string& path, std::string* found) {
   std::ifstream in(path);
   std::string line;
-  if (!in || !std::getline(in, line) || line != header_) return false;
+  if (!in || !std::getline(in, line)) return false;
+  if (found) *found = line;
+  if (line != header_) return false;
   for (int n = 2; std::getline(in, line); ++n) {
     if (line.empty()) continue;
     Key key;
@@ -261,15 +264,12 @@ bool GemmTuner::read_choices(const std::string& path) {
 // device after constructing the tuner.
 void GemmTuner::load() {
   header_ = setup_header(mode_ == Mode::LtOnly);
-  std::ifstream in(file_);
-  std::string line;
-  if (in && !read_choices(file_)) {
-    std::getline(in, line);
+  std::string found;
+  if (!read_choices(file_, &found) && !found.empty())
     std::fprintf(stderr,
                  "gemm tuner: ignoring %s, tuned elsewhere (header \"%s\", here \"%s\"); it will "
                  "be rewritten\n",
-                 file_.c_str(), line.c_str(), header_.c_str());
-  }
+                 file_.c_str(), found.c_str(), header_.c_str());
   loaded_ = true;
 }
 

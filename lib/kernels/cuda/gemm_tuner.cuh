@@ -139,7 +139,7 @@ class GemmTuner {
   bool runs(const LtProblem& p, const cublasLtMatmulAlgo_t& algo) const;
   void load();
   void load_table();
-  bool read_choices(const std::string& path);
+  bool read_choices(const std::string& path, std::string* found = nullptr);
   void save();
   static std::string format(const Key& key, const Choice& c);
   static bool parse(const std::string& line, Key* key, Choice* c);
