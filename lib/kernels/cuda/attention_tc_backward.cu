@@ -340,9 +340,13 @@ constexpr int kDkvWgKeys = 128;
 // Buffers of the Q / dO tiles (pipeline_mbar: loads two steps ahead, the warpgroups up to a step
 // apart).
 constexpr int kDkvStages = 3;
-// Shared memory: K and V tiles per warpgroup, then Q and dO [kDkvStages] tiles each, lse and D
-// [kDkvStages][BQ], the pipeline's 2 kDkvStages mbarriers.
-constexpr size_t kDkvWgSmem = (4 + 2 * kDkvStages) * size_t(kWgTile) +
+// A warpgroup's dS^T tile on its way to memory: 64 rows of 64 bf16, rows 144 bytes apart (16
+// bytes of padding put the 8 rows of an stmatrix phase on distinct banks).
+constexpr uint32_t kDsStageRow = kDs * 2 + 16, kDsStage = kDs * kDsStageRow;
+// Shared memory: K and V tiles per warpgroup, then Q and dO [kDkvStages] tiles each, the dS^T
+// staging tiles [2 groups][2], lse and D [kDkvStages][BQ], the pipeline's 2 kDkvStages
+// mbarriers.
+constexpr size_t kDkvWgSmem = (4 + 2 * kDkvStages) * size_t(kWgTile) + 4 * size_t(kDsStage) +
                               sizeof(float) * 2 * kDkvStages * kDkvBq + 8 * 2 * kDkvStages;
 
 __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
@@ -355,8 +359,10 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   const int gi = warpgroup_uniform(), t = threadIdx.x % kGroup;
   const uint32_t Ks = smem_u32(smem) + gi * kTile, Vs = Ks + 2 * kTile;  // this group's
   const uint32_t Qs = smem_u32(smem) + 4 * kTile, dOs = Qs + S * kTile;
-  const uint32_t Ls = dOs + S * kTile, Ds = Ls + S * BQ * 4, bars = Ds + S * BQ * 4;
-  const float* Lp = reinterpret_cast<const float*>(smem + (4 + 2 * S) * kTile);
+  const uint32_t stage = (4 + 2 * S) * kTile + 2 * gi * kDsStage;  // byte offset, [2] tiles
+  const uint32_t Ls = smem_u32(smem) + (4 + 2 * S) * kTile + 4 * kDsStage;
+  const uint32_t Ds = Ls + S * BQ * 4, bars = Ds + S * BQ * 4;
+  const float* Lp = reinterpret_cast<const float*>(smem + (Ls - smem_u32(smem)));
   const float* Dp = Lp + S * BQ;
 
   const Heads& g = a.g;
@@ -397,6 +403,7 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   };
 
   int hh = 0, qi = 0;  // step n's head (of the group) and query tile; then step n + 1's
+  uint32_t sb = 0;     // the staging tile of the group's next dS store
   // The first step's full barrier also covers K and V (each thread's earlier copies).
   pipeline_mbar<S, kBwdThreads>(steps, bars, load_q, [&](int n, auto&& next) {
     const int64_t q0 = k0 + int64_t(qi) * BQ;
@@ -433,7 +440,6 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
     wgmma_wait<0>();
     wgmma_fence_operand(flat64(ds));
     dscores_t(ds, p, Dp + buf * BQ, c0);
-    store_ds_t(ds, ds_tile(a, w.b, h, q0 / BQ, kg / BQ), 16 * warp + lane / 4, c0);
     uint32_t fp[NB / 2][4], fs[NB / 2][4];
 #pragma unroll
     for (int kk = 0; kk < NB / 2; ++kk) a_frag(p, kk, fp[kk]), a_frag(ds, kk, fs[kk]);
@@ -448,6 +454,28 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
     for (int kk = 0; kk < NB / 2; ++kk)  // dK += dS^T Q
       wgmma_m64n128k16_rs<1>(flat128(dk), fs[kk], desc_mn_at(dq, kk));
     wgmma_commit();
+    // dS^T to its stored tile while the products run: the fragments into a staging tile
+    // (stmatrix), then 16-byte rows to memory, a warp's 512 contiguous bytes per store. Storing
+    // the fragments' 4-byte pieces straight to memory (half of each sector per store) kept the
+    // load/store unit busy for ~1/4 of a step, and the dK wgmma, which reads the same registers,
+    // waited for the stores to take them: the kernel's most sampled stall in ncu's source view.
+    // Two staging tiles per group in turn: the barrier of one store orders the copy-out of the
+    // one before it ahead of the next write to its tile.
+    const uint32_t st = stage + sb * kDsStage;
+    sb ^= 1;
+#pragma unroll
+    for (int kk = 0; kk < NB / 2; ++kk)
+      stsm4(smem_u32(smem) + st + (16 * warp + (lane & 15)) * kDsStageRow + kk * 32 +
+                (lane >> 4) * 16,
+            fs[kk]);
+    group_sync<kGroup>(gi);
+    bf16* dst = ds_tile(a, w.b, h, q0 / BQ, kg / BQ);
+#pragma unroll
+    for (int i = 0; i < kDs * kDs / 8 / kGroup; ++i) {
+      const int q = t + i * kGroup, r = q / 8, c = q % 8;
+      *reinterpret_cast<uint4*>(dst + r * kDs + c * 8) =
+          *reinterpret_cast<const uint4*>(smem + st + r * kDsStageRow + c * 16);
+    }
     wgmma_wait<0>();
     wgmma_fence_operand(flat128(dv));
     wgmma_fence_operand(flat128(dk));

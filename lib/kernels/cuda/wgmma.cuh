@@ -72,6 +72,15 @@ __device__ inline void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// The inverse of ldmatrix x4: four 8x8 b16 matrices, register i of each lane holding matrix i
+// in mma.sync's fragment layout, to shared memory; lane l gives the address of row l % 8 of
+// matrix l / 8.
+__device__ inline void stsm4(uint32_t addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+               "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
 // mbarriers (8 bytes of shared memory each): a phase completes after `count` arrivals, and a
 // waiter names the phase by its parity (0 for the first).
 __device__ inline void mbar_init(uint32_t bar, int count) {
