@@ -213,8 +213,10 @@ __device__ __forceinline__ void pipeline(int n, Load&& load, Body&& body, Sync&&
 // buffer's last readers, so the warpgroups drift apart: one's elementwise work (softmax, P^T,
 // dS^T) runs while the other's products hold the tensor cores, where a block barrier per step
 // kept them in phase, both computing while the tensor cores idled (dK/dV 0.640 -> 0.527 ms per
-// layer). body(it, next) issues its products, then calls next() (every thread, once), which
-// issues load(it + kStages - 1): the loads' address arithmetic runs while the tensor cores work.
+// layer). load(it, buf) and body(it, buf, next) get the iteration's buffer, buf = it % kStages
+// (the loop owns the numbering); body issues its products, then calls next() (every thread,
+// once), which issues load(it + kStages - 1): the loads' address arithmetic runs while the
+// tensor cores work.
 // No proxy fence between the copies and the wgmmas that read them: the mbarrier's completion
 // orders them, as in CUTLASS's cp.async GMMA mainloops.
 template <int kStages, int NT, typename Load, typename Body>
@@ -227,13 +229,13 @@ __device__ __forceinline__ void pipeline_mbar(int n, uint32_t bars, Load&& load,
   __syncthreads();
   auto issue = [&](int it) {
     if (it >= kStages) mbar_wait(empty(it), (it / kStages - 1) & 1);
-    load(it);
+    load(it, uint32_t(it % kStages));
     mbar_arrive_cp_async(full(it));
   };
   for (int it = 0; it < kAhead && it < n; ++it) issue(it);
   for (int it = 0; it < n; ++it) {
     mbar_wait(full(it), (it / kStages) & 1);
-    body(it, [&] {
+    body(it, uint32_t(it % kStages), [&] {
       if (it + kAhead < n) issue(it + kAhead);
     });
     mbar_arrive(empty(it));

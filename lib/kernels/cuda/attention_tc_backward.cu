@@ -358,11 +358,11 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   constexpr uint32_t kTile = kWgTile;
   const int gi = warpgroup_uniform(), t = threadIdx.x % kGroup;
   const uint32_t Ks = smem_u32(smem) + gi * kTile, Vs = Ks + 2 * kTile;  // this group's
+  constexpr uint32_t kStageOff = (4 + 2 * S) * kTile, kLseOff = kStageOff + 4 * kDsStage;
   const uint32_t Qs = smem_u32(smem) + 4 * kTile, dOs = Qs + S * kTile;
-  const uint32_t stage = (4 + 2 * S) * kTile + 2 * gi * kDsStage;  // byte offset, [2] tiles
-  const uint32_t Ls = smem_u32(smem) + (4 + 2 * S) * kTile + 4 * kDsStage;
-  const uint32_t Ds = Ls + S * BQ * 4, bars = Ds + S * BQ * 4;
-  const float* Lp = reinterpret_cast<const float*>(smem + (Ls - smem_u32(smem)));
+  const uint32_t stage = kStageOff + 2 * gi * kDsStage;  // byte offset of the group's [2] tiles
+  const uint32_t Ls = smem_u32(smem) + kLseOff, Ds = Ls + S * BQ * 4, bars = Ds + S * BQ * 4;
+  const float* Lp = reinterpret_cast<const float*>(smem + kLseOff);
   const float* Dp = Lp + S * BQ;
 
   const Heads& g = a.g;
@@ -374,17 +374,16 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   const int64_t j0 = kg + 16 * warp + lane / 4;  // the lane's keys: j0, j0 + 8
   const int c0 = 2 * (lane % 4);
 
-  // Step n: query head h0 + hh, query tile qi (queries k0 + qi BQ), buffer n % S, with (hh, qi)
-  // advanced step by step (hh = n / nqt, qi = n % nqt: no division per step); the loads run
-  // S - 1 steps ahead on their own (lh, lq).
+  // Step n: query head h0 + hh, query tile qi (queries k0 + qi BQ), the pipeline's buffer, with
+  // (hh, qi) advanced step by step (hh = n / nqt, qi = n % nqt: no division per step); the loads
+  // run S - 1 steps ahead on their own (lh, lq).
   const int nqt = int((T - k0 + BQ - 1) / BQ), steps = group * nqt;
   const int h0 = kvh * group;
   const bf16 *qg = a.qkv + g.q(w.b, h0), *og = a.dout + g.o(w.b, h0);
   const float *lg = a.lse + g.stat(w.b, h0), *dg = a.D + g.stat(w.b, h0);
   int lh = 0, lq = 0;
-  auto load_q = [&](int n) {
+  auto load_q = [&](int, uint32_t buf) {
     const int64_t q0 = k0 + int64_t(lq) * BQ;
-    const uint32_t buf = n % S;
     load_tile_wg<kBwdThreads>(Qs + buf * kTile, qg + lh * HD, ld, q0, T, threadIdx.x);
     load_tile_wg<kBwdThreads>(dOs + buf * kTile, og + lh * HD, g.ldo(), q0, T, threadIdx.x);
     load_vec<BQ, kBwdThreads>(Ls + buf * BQ * 4, lg + lh * T, q0, T, threadIdx.x);
@@ -405,7 +404,7 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
   int hh = 0, qi = 0;  // step n's head (of the group) and query tile; then step n + 1's
   uint32_t sb = 0;     // the staging tile of the group's next dS store
   // The first step's full barrier also covers K and V (each thread's earlier copies).
-  pipeline_mbar<S, kBwdThreads>(steps, bars, load_q, [&](int n, auto&& next) {
+  pipeline_mbar<S, kBwdThreads>(steps, bars, load_q, [&](int, uint32_t buf, auto&& next) {
     const int64_t q0 = k0 + int64_t(qi) * BQ;
     const int h = h0 + hh;
     if (++qi == nqt) qi = 0, ++hh;
@@ -415,7 +414,6 @@ __global__ void __launch_bounds__(kBwdThreads) attn_backward_dkv_wgmma(Bwd a) {
       next();
       return;
     }
-    const uint32_t buf = n % S;
     const uint32_t qt_s = Qs + buf * kTile, dot_s = dOs + buf * kTile;
     const uint64_t dq0 = desc_k(qt_s), ddo0 = desc_k(dot_s);
     const int rel = int(q0 - j0);
@@ -583,8 +581,7 @@ __global__ void __launch_bounds__(kBwdThreads, 2) attn_backward_dq_wgmma(Bwd a) 
   const int64_t i0 = qt * kDs + 16 * warp + lane / 4;
   const bf16* kg = a.qkv + g.k(w.b, g.kv_of(w.h));
 
-  auto load = [&](int kt) {
-    const uint32_t buf = kt % kDqStages;
+  auto load = [&](int kt, uint32_t buf) {
     load_tile_wg<NT>(Ks + buf * kWgTile, kg, ld, int64_t(kt) * kBc, T, threadIdx.x);
     if (qt < nt && kt <= qt) {  // the group's dS^T tile (qt, kt): 64 rows of 128 bytes
       const bf16* src = ds_tile(a, w.b, w.h, qt, kt);
@@ -598,25 +595,25 @@ __global__ void __launch_bounds__(kBwdThreads, 2) attn_backward_dq_wgmma(Bwd a) 
   };
   float dq[Hd<HD>::ND][4] = {};
   const int nk = int((min(T, w.tile * BR + BR) + kBc - 1) / kBc);
-  pipeline_mbar<kDqStages, NT>(nk, Ss + 2 * kDqStages * kDsTile, load, [&](int kt, auto&& next) {
-    if (qt >= nt || kt > qt) {  // no query of the group, or every key after them
-      next();
-      return;
-    }
-    const uint32_t buf = kt % kDqStages;
-    const uint64_t ds0 = wgmma_desc_sw128(Ss + (2 * buf + gi) * kDsTile, kDsTile, 1024);
-    const uint64_t kd = desc_mn(Ks + buf * kWgTile);
-    float(&dqf)[64] = reinterpret_cast<float(&)[64]>(dq);
-    wgmma_fence_operand(dqf);
-    wgmma_fence();
+  pipeline_mbar<kDqStages, NT>(
+      nk, Ss + 2 * kDqStages * kDsTile, load, [&](int kt, uint32_t buf, auto&& next) {
+        if (qt >= nt || kt > qt) {  // no query of the group, or every key after them
+          next();
+          return;
+        }
+        const uint64_t ds0 = wgmma_desc_sw128(Ss + (2 * buf + gi) * kDsTile, kDsTile, 1024);
+        const uint64_t kd = desc_mn(Ks + buf * kWgTile);
+        float(&dqf)[64] = reinterpret_cast<float(&)[64]>(dq);
+        wgmma_fence_operand(dqf);
+        wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kBc / 16; ++kk)  // dQ += dS K over the tile's keys
-      wgmma_m64n128k16_ss<1, 1>(dqf, desc_mn_at(ds0, kk), desc_mn_at(kd, kk));
-    wgmma_commit();
-    next();
-    wgmma_wait<0>();
-    wgmma_fence_operand(dqf);
-  });
+        for (int kk = 0; kk < kBc / 16; ++kk)  // dQ += dS K over the tile's keys
+          wgmma_m64n128k16_ss<1, 1>(dqf, desc_mn_at(ds0, kk), desc_mn_at(kd, kk));
+        wgmma_commit();
+        next();
+        wgmma_wait<0>();
+        wgmma_fence_operand(dqf);
+      });
   store_rows<HD>(dq, a.dqkv, g.q(w.b, w.h), ld, i0, T, a.scale, a.scale);
 #else
   __trap();  // launched only where compiled for sm_90a (wgmma_attention())

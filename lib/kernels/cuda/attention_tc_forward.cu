@@ -194,8 +194,8 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
   const bf16 *kg = a.qkv + g.k(w.b, kvh), *vg = a.qkv + g.v(w.b, kvh);
   const uint32_t qt_s = Qs + gi * kWgTile;
 
-  auto load_kv = [&](int kt) {
-    const uint32_t off = (kt & 1) * kWgTile;
+  auto load_kv = [&](int kt, uint32_t buf) {
+    const uint32_t off = buf * kWgTile;
     load_tile_wg<kFwdWgThreads>(Ks + off, kg, ld, int64_t(kt) * BC, T, threadIdx.x);
     load_tile_wg<kFwdWgThreads>(Vs + off, vg, ld, int64_t(kt) * BC, T, threadIdx.x);
   };
@@ -208,40 +208,41 @@ __global__ void __launch_bounds__(kFwdWgThreads, 2) attn_forward_wgmma(Fwd a) {
   const float sl2 = scale * kLog2e;
 
   const int nk = int((min(T, q0 + BR) + BC - 1) / BC);
-  pipeline_mbar<2, kFwdWgThreads>(nk, Vs + 2 * kWgTile, load_kv, [&](int kt, auto&& next) {
-    const int64_t k0 = int64_t(kt) * BC;
-    if (k0 > qg + 63) {  // every key after the group's rows (the whole group skips)
-      next();
-      return;
-    }
-    const uint32_t kt_s = Ks + (kt & 1) * kWgTile, vt_s = Vs + (kt & 1) * kWgTile;
-    float s[1][NB][4];
-    float(&sf)[32] = reinterpret_cast<float(&)[32]>(s);
-    float(&of)[64] = reinterpret_cast<float(&)[64]>(o);
-    const uint64_t dq0 = desc_k(qt_s), dk0 = desc_k(kt_s), dv0 = desc_mn(vt_s);
-    wgmma_fence();
+  pipeline_mbar<2, kFwdWgThreads>(
+      nk, Vs + 2 * kWgTile, load_kv, [&](int kt, uint32_t buf, auto&& next) {
+        const int64_t k0 = int64_t(kt) * BC;
+        if (k0 > qg + 63) {  // every key after the group's rows (the whole group skips)
+          next();
+          return;
+        }
+        const uint32_t kt_s = Ks + buf * kWgTile, vt_s = Vs + buf * kWgTile;
+        float s[1][NB][4];
+        float(&sf)[32] = reinterpret_cast<float(&)[32]>(s);
+        float(&of)[64] = reinterpret_cast<float(&)[64]>(o);
+        const uint64_t dq0 = desc_k(qt_s), dk0 = desc_k(kt_s), dv0 = desc_mn(vt_s);
+        wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk)
-      wgmma_m64n64k16_ss<0>(sf, desc_k_at(dq0, kk), desc_k_at(dk0, kk), kk > 0);
-    wgmma_commit();
-    next();
-    wgmma_wait<0>();
-    wgmma_fence_operand(sf);
-    const int rel = int(k0 - i0);  // key c of the tile is i0 + rel + c
-    if (k0 + BC - 1 > qg) mask_future(s, rel, c0);
-    online_softmax<HD>(s, m, l, o, sl2);
-    uint32_t f[NB / 2][4];
+        for (int kk = 0; kk < HD / 16; ++kk)
+          wgmma_m64n64k16_ss<0>(sf, desc_k_at(dq0, kk), desc_k_at(dk0, kk), kk > 0);
+        wgmma_commit();
+        next();
+        wgmma_wait<0>();
+        wgmma_fence_operand(sf);
+        const int rel = int(k0 - i0);  // key c of the tile is i0 + rel + c
+        if (k0 + BC - 1 > qg) mask_future(s, rel, c0);
+        online_softmax<HD>(s, m, l, o, sl2);
+        uint32_t f[NB / 2][4];
 #pragma unroll
-    for (int kk = 0; kk < NB / 2; ++kk) a_frag(s[0], kk, f[kk]);
-    wgmma_fence_operand(of);
-    wgmma_fence();
+        for (int kk = 0; kk < NB / 2; ++kk) a_frag(s[0], kk, f[kk]);
+        wgmma_fence_operand(of);
+        wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < NB / 2; ++kk)  // O += P V
-      wgmma_m64n128k16_rs<1>(of, f[kk], desc_mn_at(dv0, kk));
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_operand(of);
-  });
+        for (int kk = 0; kk < NB / 2; ++kk)  // O += P V
+          wgmma_m64n128k16_rs<1>(of, f[kk], desc_mn_at(dv0, kk));
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_operand(of);
+      });
 
   store_out<HD>(o, m, l, a, w, i0);
 #else
