@@ -4,9 +4,10 @@
 //
 // Conventions
 // - Buffers are device memory; on the CPU backend that is plain host memory. Parameters,
-//   gradients and activations are fp32 buffers (float*). A backend may compute with narrower
-//   operands, accumulating in fp32: a CUDA backend can keep bf16 copies of the weights
-//   (refreshed in params_changed()) and of activations. The CPU backend is fp32 throughout.
+//   gradients and activations are fp32 buffers (float*), except those from alloc_narrow. A backend
+//   may compute with narrower operands, accumulating in fp32: a CUDA backend can keep bf16 copies
+//   of the weights (refreshed in params_changed()) and of activations. The CPU backend is fp32
+//   throughout.
 // - Token ids and targets are int32 device buffers (alloc_bytes + from_host).
 // - Row-major everywhere. N = number of tokens (B*T rows), rows of an activation are tokens.
 // - "accumulate" and the backward ops' parameter gradients add into their outputs (+=), so
@@ -71,6 +72,14 @@ class Backend {
   virtual void params_changed(const float* params, size_t n) { (void)params, (void)n; }
 
   float* alloc(size_t n) { return static_cast<float*>(alloc_bytes(n * sizeof(float))); }
+  // A buffer of n elements that only ever holds narrow values: every op that writes it is given
+  // Use::Narrow or Use::Gemm for it, and only ops reading narrow inputs read it. A backend whose
+  // narrow values are bf16 (CUDA) keeps 2 bytes per element where alloc() keeps 4; the pointer
+  // still addresses n floats (offsets and sizes as for any buffer). Elsewhere this is alloc(n).
+  // An op asked to write fp32 into it fails. Zero-filled; freed with free_bytes.
+  virtual float* alloc_narrow(size_t n) { return alloc(n); }
+  // The bytes per element alloc_narrow keeps (for sizing buffers against a memory budget).
+  virtual size_t narrow_bytes() const { return sizeof(float); }
 
   // ---- dense linear algebra ----
   // C[M,N] (+)= op(A) @ op(B), op(A) [M,K], op(B) [K,N]; op(X) = X^T when transX. All dense,
@@ -127,7 +136,8 @@ class Backend {
                                 Use dx_use) = 0;
   // The residual add fused with the norm that follows it: sum = residual + x (sum may be
   // residual itself), then out = rmsnorm_forward(sum). One pass over memory on a GPU, and no
-  // copy of the residual stream when sum is a new buffer; these calls elsewhere.
+  // copy of the residual stream when sum is a new buffer; these calls elsewhere. x (narrow):
+  // the branch's output, bf16 under autocast, added to the fp32 residual.
   virtual void add_rmsnorm_forward(const float* x, const float* residual, float* sum,
                                    const float* w, int64_t N, int64_t H, float eps, float* out,
                                    float* rstd, Use use) {

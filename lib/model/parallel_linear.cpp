@@ -27,7 +27,7 @@ const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const 
   }
   float* out = s.converts_output() ? tmp : y;
   // out[N, O] = a[N, I] @ W_local[O, I]^T
-  be.linear_gemm(N, O, I, a, W, out, s.split == 1 || s.converts_output() ? Use::Any : use);
+  be.linear_gemm(N, O, I, a, W, out, s.y_use(use));
   // Row-parallel: each rank summed over its input columns only -> partial sums -> all-reduce.
   if (s.split == 1) g.all_reduce_sum(out, size_t(N * O));
   if (s.converts_output()) g.convert(s.out_layout, s.dst, out, N, s.out, y);

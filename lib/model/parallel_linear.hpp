@@ -26,13 +26,15 @@ struct LinearSite {
   int64_t in_local(int64_t tp) const { return split == 1 ? in / tp : in; }
   bool converts_input() const { return src != in_layout; }
   bool converts_output() const { return out_layout != dst; }
+  // The Use linear_forward honors for y: `use` where the GEMM writes y directly (no all-reduce,
+  // no layout conversion after it), else Any.
+  Use y_use(Use use) const { return split == 1 || converts_output() ? Use::Any : use; }
 };
 
 // Forward: y (dst) = convert(x (src)) W^T. `xin` receives the converted input when
 // converts_input() (it is what the backward needs; otherwise the backward uses x itself);
 // `tmp` holds the GEMM output when converts_output(). Returns the GEMM input pointer.
-// `use` is y's Use (kernels/backend.hpp); it holds only where the GEMM writes y directly (no
-// all-reduce, no layout conversion after it), and is Any elsewhere.
+// `use` is y's Use (kernels/backend.hpp), honored as s.y_use(use).
 const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const float* W,
                             const float* x, int64_t N, float* xin, float* tmp, float* y,
                             Use use = Use::Any);

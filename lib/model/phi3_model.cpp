@@ -21,11 +21,8 @@ std::vector<VocabBlock> blocks_of(const std::vector<std::pair<int64_t, int64_t>>
   return b;
 }
 
-// A site's input is read by its GEMM alone, once, unless the site converts it first; likewise
-// the gradient of its output, by the backward's GEMMs.
-Use gemm_use(const LinearSite& s) {
-  return s.converts_input() ? Use::Any : Use::Gemm;
-}
+// The gradient of a site's output is read by the backward's GEMMs alone, once, unless the site
+// converts it first.
 Use grad_gemm_use(const LinearSite& s) {
   return s.converts_output() ? Use::Any : Use::Gemm;
 }
@@ -275,6 +272,12 @@ float* Phi3Model::buf(size_t n) {
   return p;
 }
 
+float* Phi3Model::narrow_buf(size_t n) {
+  float* p = be_.alloc_narrow(n);
+  allocs_.push_back(p);
+  return p;
+}
+
 void Phi3Model::free_buffers() {
   for (void* p : allocs_) be_.free_bytes(p);
   allocs_.clear();
@@ -286,8 +289,8 @@ int64_t Phi3Model::logits_chunk_rows(int64_t N) const {
   if (chunk_option_ > 0) return std::min(chunk_option_, N);
   // The fewest chunks whose logits fit the budget, cut into equal rows (each recomputed chunk
   // costs a GEMM pass and a pass over the weight gradient, so fewer is faster).
-  const int64_t fit =
-      std::max(int64_t(1), int64_t(kLogitsChunkBytes / sizeof(float)) / logits_width_);
+  const size_t per_logit = narrow_logits() ? be_.narrow_bytes() : sizeof(float);
+  const int64_t fit = std::max(int64_t(1), int64_t(kLogitsChunkBytes / per_logit) / logits_width_);
   const int64_t chunks = (N + fit - 1) / fit;
   return (N + chunks - 1) / chunks;
 }
@@ -306,6 +309,7 @@ void Phi3Model::ensure_buffers(int B, int T) {
   // rows every column of width is 32 KiB): the layout conversions' buffers (y, dy, dx) exist
   // only where some site converts.
   size_t need_y = 0, need_dy = 0, need_dx = 0, need_d1 = 0, need_d2 = 0, need_act = 0;
+  bool need_ln = false, branch_out_narrow = true;
   auto grow = [](size_t& need, int64_t rows, int64_t cols) {
     need = std::max(need, size_t(rows) * size_t(cols));
   };
@@ -321,7 +325,10 @@ void Phi3Model::ensure_buffers(int B, int T) {
     grow(need_d1, N, L.nq * hd_);                           // o_proj's input gradient
     grow(need_d2, N, L.gu_layout.local_width(2 * I_, tp));  // SwiGLU's input gradient
     grow(need_d2, N, L.qkv_layout.local_width(qkv_full, tp));
-    grow(need_act, N, L.act_layout.local_width(I_, tp));
+    if (L.down.converts_input()) grow(need_act, N, L.act_layout.local_width(I_, tp));
+    need_ln |= L.qkv.converts_input() || L.gate_up.converts_input();
+    for (const LinearSite* s : {&L.o, &L.down})
+      branch_out_narrow &= s->y_use(Use::Narrow) == Use::Narrow;
   }
   site(lm_head_, chunk);
 
@@ -337,35 +344,46 @@ void Phi3Model::ensure_buffers(int B, int T) {
 
   res_.assign(layers_.size() + 1, nullptr);
   for (auto& r : res_) r = buf(N * H_);
+  // Each buffer narrow where its writers are given Use::Narrow (layer_forward).
+  auto keep = [&](bool narrow, size_t n) { return narrow ? narrow_buf(n) : buf(n); };
   acts_.resize(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) {
     LayerActs& a = acts_[l];
     const Layer& L = layers_[l];
+    auto kept_input = [&](const LinearSite& s, size_t n) {
+      return s.converts_input() ? nullptr : narrow_buf(n);
+    };
     a.rstd1 = buf(N);
+    a.ln1 = kept_input(L.qkv, N * H_);
     a.qkv_xin = xin(L.qkv);
-    a.att_in = buf(N * L.qkv_layout.local_width(qkv_full, tp));
-    a.att_out = buf(N * L.nq * hd_);
+    a.att_in =
+        keep(L.qkv.y_use(Use::Narrow) == Use::Narrow, N * L.qkv_layout.local_width(qkv_full, tp));
+    a.att_out = keep(narrow_use(L.o) == Use::Narrow, N * L.nq * hd_);
     a.lse = buf(N * L.nq);
     a.o_xin = xin(L.o);
     a.mid = buf(N * H_);
     a.rstd2 = buf(N);
+    a.ln2 = kept_input(L.gate_up, N * H_);
     a.gu_xin = xin(L.gate_up);
-    a.sw_in = buf(N * L.gu_layout.local_width(2 * I_, tp));
+    a.sw_in =
+        keep(L.gate_up.y_use(Use::Narrow) == Use::Narrow, N * L.gu_layout.local_width(2 * I_, tp));
+    a.act = kept_input(L.down, N * L.act_layout.local_width(I_, tp));
     a.down_xin = xin(L.down);
   }
   lnf_ = buf(N * H_);
   rstdf_ = buf(N);
   lm_xin_ = xin(lm_head_);
-  logits_ = buf(size_t(chunk * logits_width_));
+  logits_ = narrow_logits() ? narrow_buf(size_t(chunk * logits_width_))
+                            : buf(size_t(chunk * logits_width_));
   ce_ = buf((vocab_parallel_ce_ ? 4 : 3) * N);
   auto maybe = [&](size_t n) { return n ? buf(n) : nullptr; };
   sc_y_ = maybe(need_y);
   sc_dy_ = maybe(need_dy);
   sc_dx_ = maybe(need_dx);
-  sc_out_ = buf(N * H_);
+  sc_out_ = keep(branch_out_narrow, N * H_);
   sc_d1_ = maybe(need_d1);
   sc_d2_ = maybe(need_d2);
-  ln_ = buf(N * H_);
+  ln_ = need_ln ? buf(N * H_) : nullptr;
   act_ = maybe(need_act);
   d_ln_ = buf(N * H_);
   dres_ = buf(N * H_);
@@ -450,8 +468,9 @@ void Phi3Model::forward_layers(const int32_t* inputs, const int32_t* targets, in
   if (layers_.empty()) {
     be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_, Use::Any);
   } else {
-    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, ln_, acts_[0].rstd1,
-                        gemm_use(layers_[0].qkv));
+    const LayerActs& a = acts_[0];
+    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, a.ln1 ? a.ln1 : ln_, a.rstd1,
+                        a.ln1 ? Use::Narrow : Use::Any);
   }
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
 
@@ -506,55 +525,67 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   const float* x = res_[size_t(l)];
   float* P = params_;
 
-  // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in ln_ already.
+  // A GEMM input kept for the backward (LayerActs) is written narrow into its own buffer; one
+  // the site converts goes through the fp32 scratch.
+  auto input_of = [&](float* kept, float* scratch) { return kept ? kept : scratch; };
+  auto use_of = [](const float* kept) { return kept ? Use::Narrow : Use::Any; };
+
+  // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in ln1 already.
   // qkv is read by RoPE (in place) and the attention alone: kept narrow.
-  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, ln_, N, a.qkv_xin, sc_y_, a.att_in,
-                 Use::Narrow);
+  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, input_of(a.ln1, ln_), N, a.qkv_xin, sc_y_,
+                 a.att_in, Use::Narrow);
   // RoPE on the q and k heads, which lie side by side at the start of each row.
   be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   // out is read by o_proj's GEMMs and the attention backward alone, unless o_proj converts it.
   be_.attention_forward(a.att_in, B, T, L.nq, L.nkv, hd_, a.att_out, a.lse, narrow_use(L.o));
-  linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_);
-  // mid = x + attn, and ln_ = rmsnorm(mid) for gate_up_proj
-  be_.add_rmsnorm_forward(sc_out_, x, a.mid, P + L.ln2, N, H_, eps, ln_, a.rstd2,
-                          gemm_use(L.gate_up));
+  // Each branch's output is read by the residual add alone: narrow, as autocast's bf16.
+  linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_,
+                 Use::Narrow);
+  // mid = x + attn, and ln2 = rmsnorm(mid) for gate_up_proj
+  be_.add_rmsnorm_forward(sc_out_, x, a.mid, P + L.ln2, N, H_, eps, input_of(a.ln2, ln_), a.rstd2,
+                          use_of(a.ln2));
 
   // out = h + down_proj(up * silu(gate)),  [gate | up] = gate_up_proj(rmsnorm(h))
   // [gate | up] is read by the SwiGLU alone (here and twice in the backward): kept narrow.
-  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, ln_, N, a.gu_xin, sc_y_, a.sw_in,
-                 Use::Narrow);
-  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_, gemm_use(L.down));
-  linear_forward(be_, tg_, L.down, P + L.down.w_offset, act_, N, a.down_xin, sc_y_, sc_out_);
+  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, input_of(a.ln2, ln_), N, a.gu_xin,
+                 sc_y_, a.sw_in, Use::Narrow);
+  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), input_of(a.act, act_),
+                     use_of(a.act));
+  linear_forward(be_, tg_, L.down, P + L.down.w_offset, input_of(a.act, act_), N, a.down_xin, sc_y_,
+                 sc_out_, Use::Narrow);
   // out = mid + mlp, and the norm of `out` that comes next: layer l + 1's ln1 (read by its
   // qkv_proj only), or the final norm (read by every logits chunk, and again in the backward).
   const bool last = size_t(l) + 1 == layers_.size();
   const size_t next_w = last ? norm_off_ : layers_[size_t(l) + 1].ln1;
-  float* next_ln = last ? lnf_ : ln_;
+  float* next_ln = last ? lnf_ : input_of(acts_[size_t(l) + 1].ln1, ln_);
   float* next_rstd = last ? rstdf_ : acts_[size_t(l) + 1].rstd1;
-  const Use next_use = last ? Use::Any : gemm_use(layers_[size_t(l) + 1].qkv);
+  const Use next_use = last ? Use::Any : use_of(acts_[size_t(l) + 1].ln1);
   be_.add_rmsnorm_forward(sc_out_, a.mid, res_[size_t(l) + 1], P + next_w, N, H_, eps, next_ln,
                           next_rstd, next_use);
 }
 
-void Phi3Model::chunk_logits(int64_t r0, int64_t rows, Use use) {
+void Phi3Model::chunk_logits(int64_t r0, int64_t rows, Use use, float* out) {
   float* xin = lm_head_.converts_input() ? lm_xin_ + r0 * lm_head_.in_local(tg_.size()) : nullptr;
   linear_forward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, lnf_ + r0 * H_, rows, xin, sc_y_,
-                 logits_, use);
-  held_chunk_ = r0;
+                 out ? out : logits_, use);
+  if (!out || out == logits_) held_chunk_ = r0;
 }
 
 std::vector<float> Phi3Model::gather_logits() {
   check(logits_valid_, "model: gather_logits() needs a forward() not yet followed by backward()");
   const int64_t N = int64_t(B_) * T_;
   std::vector<float> out(size_t(N * V_));
-  float* full = vocab_parallel_ce_ ? be_.alloc(size_t(chunk_ * V_)) : logits_;
+  // In fp32 (the forward's are narrow): a narrow logits_ has no room for them.
+  float* local = narrow_logits() ? be_.alloc(size_t(chunk_ * logits_width_)) : logits_;
+  float* full = vocab_parallel_ce_ ? be_.alloc(size_t(chunk_ * V_)) : local;
   for (int64_t r0 = 0; r0 < N; r0 += chunk_) {
     const int64_t rows = std::min(chunk_, N - r0);
-    chunk_logits(r0, rows, Use::Any);  // in fp32 (the forward's are narrow)
-    if (vocab_parallel_ce_) tg_.gather(lm_head_.dst, logits_, rows, V_, full);
+    chunk_logits(r0, rows, Use::Any, local);
+    if (vocab_parallel_ce_) tg_.gather(lm_head_.dst, local, rows, V_, full);
     be_.to_host(full, out.data() + r0 * V_, size_t(rows * V_) * sizeof(float));
   }
   if (vocab_parallel_ce_) be_.free_bytes(full);
+  if (local != logits_) be_.free_bytes(local);
   return out;
 }
 
@@ -647,20 +678,11 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   float* G = grads_;
   // dres_ holds dL/d(out) on entry and dL/dx on exit; out = mid + mlp(mid) and
   // mid = x + attn(x), so each branch's input gradient is added onto the residual's.
-  // A GEMM input the forward did not keep (see LayerActs) is recomputed from what it kept:
-  // the norm outputs from the residual stream (x, mid), the SwiGLU output from its input.
-  const float eps = float(config_.rms_norm_eps);
-  // Recomputed inputs are read by the weight-gradient GEMM alone (Use::Gemm).
-  auto norm_in = [&](const LinearSite& s, const float* xin, const float* x, size_t w, float* rstd) {
-    if (s.converts_input()) return xin;
-    be_.rmsnorm_forward(x, P + w, N, H_, eps, ln_, rstd, Use::Gemm);
-    return static_cast<const float*>(ln_);
+  // The GEMM inputs the forward kept (LayerActs): its own, or the site's converted copy.
+  auto input = [](const LinearSite& s, const float* xin, const float* kept) {
+    return s.converts_input() ? xin : kept;
   };
-  const float* act = a.down_xin;
-  if (!L.down.converts_input()) {
-    be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), act_, Use::Gemm);
-    act = act_;
-  }
+  const float* act = input(L.down, a.down_xin, a.act);
 
   // Each weight's gradient is overwritten where zero_grad() left it pending.
   auto acc = [&](const LinearSite& s) {
@@ -670,7 +692,7 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
                   act, N, sc_dy_, sc_dx_, sc_d1_, Use::Narrow);  // read by swiglu_backward alone
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
                       grad_gemm_use(L.gate_up));
-  const float* gu_in = norm_in(L.gate_up, a.gu_xin, a.mid, L.ln2, a.rstd2);
+  const float* gu_in = input(L.gate_up, a.gu_xin, a.ln2);
   linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset,
                   acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_,
                   Use::Narrow);  // read by rmsnorm_backward alone
@@ -686,8 +708,8 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
                          grad_narrow_use(L.qkv));
   be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, acc(L.qkv), sc_d2_,
-                  norm_in(L.qkv, a.qkv_xin, res_[size_t(l)], L.ln1, a.rstd1), N, sc_dy_, sc_dx_,
-                  d_ln_, Use::Narrow);  // read by rmsnorm_backward alone
+                  input(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_,
+                  Use::Narrow);  // read by rmsnorm_backward alone
   grad_will_add(L.ln1);
   be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
                        dres_use(l - 1));  // -> d(x)

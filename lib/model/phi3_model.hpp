@@ -84,8 +84,9 @@ class Phi3Model {
   // (the default): the fewest equal chunks whose logits fit kLogitsChunkBytes. Takes effect at
   // the next forward(); every rank of the TP group must use the same value. With
   // forward_backward() more chunks cost smaller GEMMs and a pass over the lm_head's weight
-  // gradient each: 4 GiB is 2 chunks of 4096 rows at Phi-4-mini's 8192, 1.5 ms (1%) faster than
-  // 4 of 2048 for 1.5 GiB more (tests/gpu/NOTES.md has the measurements).
+  // gradient each: 4 of 2048 rows at Phi-4-mini's 8192 were 1.5 ms (1%) slower than 2 of 4096
+  // (tests/gpu/NOTES.md has the measurements). The budget counts the bytes the backend keeps per
+  // logit (narrow_bytes() when the chunk is narrow): on CUDA, one chunk of 8192 rows (3 GiB).
   static constexpr size_t kLogitsChunkBytes = size_t(4) << 30;
   void set_logits_chunk_rows(int64_t rows) { chunk_option_ = rows; }
   // The rows per chunk for a batch of N rows.
@@ -127,20 +128,23 @@ class Phi3Model {
     // SwiGLU input [gate | up] and output: S when gate and up are split alike, or R.
     Layout gu_layout, act_layout;
   };
-  // What the backward of one layer needs, plus the residual stream. The norm outputs (the
-  // inputs of qkv_proj and gate_up_proj) and the SwiGLU output (down_proj's input) are not
-  // kept: the backward recomputes them from the residual stream and sw_in, one layer at a time
-  // into ln_ and act_ (one elementwise pass each, against 3 x 8192 x 3072 + 8192 x 8192 floats
-  // = 400 MiB per layer kept at Phi-4-mini's shape). A site that converts its input (tensor
-  // parallel) keeps the converted copy (*_xin) instead.
+  // What the backward of one layer needs, plus the residual stream. The GEMM inputs are kept:
+  // the norm outputs ln1, ln2 (qkv_proj's and gate_up_proj's) and the SwiGLU output act
+  // (down_proj's), or, where a site converts its input (tensor parallel), the converted copy
+  // (*_xin) instead, the unconverted one passing through ln_ / act_. Buffers that only ever
+  // hold narrow values (att_in, att_out, sw_in, ln1, ln2, act where their writer is given
+  // Use::Narrow) come from alloc_narrow: on CUDA they cost 2 bytes per element, so keeping ln1,
+  // ln2 and act (234 MB per layer at Phi-4-mini's 8192 rows) costs less than the fp32 buffers
+  // of att_in, att_out and sw_in saved (402 MB), and the backward recomputes nothing.
   struct LayerActs {
-    float *rstd1, *qkv_xin, *att_in, *att_out, *lse, *o_xin, *mid, *rstd2, *gu_xin, *sw_in,
-        *down_xin;
+    float *rstd1, *ln1, *qkv_xin, *att_in, *att_out, *lse, *o_xin, *mid, *rstd2, *ln2, *gu_xin,
+        *sw_in, *act, *down_xin;
   };
 
   void ensure_buffers(int B, int T);
   void free_buffers();
   float* buf(size_t n);
+  float* narrow_buf(size_t n);  // a buffer from alloc_narrow (see LayerActs)
   // forward() up to the final norm (the inputs checked and uploaded, targets counted).
   void forward_layers(const int32_t* inputs, const int32_t* targets, int B, int T);
   void layer_forward(int l, int64_t B, int64_t T);
@@ -153,8 +157,12 @@ class Phi3Model {
   // The Use of dres when a norm's backward leaves it for layer l's down_proj backward, which
   // reads it next (l < 0: the embedding's backward does).
   Use dres_use(int l) const;
-  // logits_ = logits of rows [r0, r0 + rows); Use::Narrow where only the cross-entropy reads them.
-  void chunk_logits(int64_t r0, int64_t rows, Use use);
+  // out = logits of rows [r0, r0 + rows); Use::Narrow where only the cross-entropy reads them.
+  // logits_ (the default) is then the chunk held.
+  void chunk_logits(int64_t r0, int64_t rows, Use use, float* out = nullptr);
+  // Whether the logits chunk is narrow (the lm_head writes it directly): logits_ comes from
+  // alloc_narrow and fp32 logits (gather_logits) need a buffer of their own.
+  bool narrow_logits() const { return lm_head_.y_use(Use::Narrow) == Use::Narrow; }
   std::vector<float> slot_to_host(const float* base, const std::string& name) const;
 
   ModelConfig config_;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "gpu/gpu_test_util.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
@@ -453,6 +454,86 @@ TEST_F(CudaVsCpu, NarrowGemmOutputsServeEveryReader) {
   gpu_->swiglu_backward(dact.g, gu.g, N, I, dgu.g, Use::Any);
   expect_close("swiglu_backward of narrow dout and gu", dgu, kBf16Tol);
   expect_gemm_reads("linear_gemm (Narrow) output", gu, N, 2 * I);
+}
+
+// alloc_narrow: the buffer keeps 2 bytes per element (the peak grows by that, not by 4), every
+// op given Use::Narrow or Use::Gemm writes it and every narrow reader reads it (the layer's
+// chain: gate_up GEMM -> SwiGLU -> GEMM, qkv GEMM -> RoPE -> attention on the tensor-core and
+// the fp32 kernels, whose narrow out is rounded from fp32 scratch), and an op that would write
+// fp32 into it fails.
+TEST_F(CudaVsCpu, NarrowAllocations) {
+  ASSERT_EQ(gpu_->narrow_bytes(), 2u) << "run without AUTOTP_CUDA_GEMM_OUTPUTS";
+  auto narrow_twin = [&](size_t n) {
+    Twin t;
+    t.n = n;
+    t.c = cpu_->alloc(n);
+    cpu_bufs_.push_back(t.c);
+    const size_t before = gpu_->peak_bytes();
+    t.g = gpu_->alloc_narrow(n);
+    gpu_bufs_.push_back(t.g);
+    const size_t grew = gpu_->peak_bytes() - before;
+    EXPECT_GE(grew, 2 * n) << "alloc_narrow(" << n << ") kept less than 2 bytes per element";
+    EXPECT_LE(grew, 2 * n + (size_t(2) << 20)) << "alloc_narrow(" << n << ") kept " << grew
+                                               << " bytes: more than 2 per element and a page";
+    return t;
+  };
+  Twin big = narrow_twin(size_t(48) << 20);  // 96 MiB of bf16 for 192 MiB of fp32 addresses
+  (void)big;
+
+  const int64_t N = 64, I = 96, H = 80;
+  Twin x = upload(random(size_t(N * H))), Wgu = upload(random(size_t(2 * I * H)));
+  Twin gu = narrow_twin(size_t(N * 2 * I)), act = narrow_twin(size_t(N * I));
+  cpu_->linear_gemm(N, 2 * I, H, x.c, Wgu.c, gu.c, Use::Narrow);
+  gpu_->linear_gemm(N, 2 * I, H, x.g, Wgu.g, gu.g, Use::Narrow);
+  expect_holds_bf16("linear_gemm (Narrow) into alloc_narrow", gu);
+  cpu_->swiglu_forward(gu.c, N, I, act.c, Use::Narrow);
+  gpu_->swiglu_forward(gu.g, N, I, act.g, Use::Narrow);
+  expect_holds_bf16("swiglu_forward (Narrow) into alloc_narrow", act);
+  for (int read = 0; read < 2; ++read)  // kept for the backward: read more than once
+    expect_gemm_reads(name_of("alloc_narrow SwiGLU output, read %d", read), act, N, I);
+
+  for (bool fp32_kernels : {false, true}) {
+    std::unique_ptr<Fp32Attention> env;
+    if (fp32_kernels) env = std::make_unique<Fp32Attention>();
+    const int64_t B = 2, T = 48, nq = 4, nkv = 2, hd = 32, ld = (nq + 2 * nkv) * hd;
+    const std::string tag = fp32_kernels ? " (fp32 kernels)" : " (tensor cores)";
+    Twin xa = upload(random(size_t(B * T * H))), Wqkv = upload(random(size_t(ld * H), -0.3f, 0.3f));
+    Twin qkv = narrow_twin(size_t(B * T * ld)), out = narrow_twin(size_t(B * T * nq * hd));
+    Twin lse = poisoned(size_t(B * nq * T));
+    const std::vector<float> cs = random(size_t(T * hd / 2)), sn = random(size_t(T * hd / 2));
+    Twin cos = upload(cs), sin = upload(sn);
+    for (Backend* be : {static_cast<Backend*>(gpu_.get()), cpu_.get()}) {
+      const bool g = be == gpu_.get();
+      be->linear_gemm(B * T, ld, H, g ? xa.g : xa.c, g ? Wqkv.g : Wqkv.c, g ? qkv.g : qkv.c,
+                      Use::Narrow);
+      be->rope_forward(g ? qkv.g : qkv.c, B * T, T, ld, nq + nkv, hd, hd, g ? cos.g : cos.c,
+                       g ? sin.g : sin.c);
+      be->attention_forward(g ? qkv.g : qkv.c, B, T, nq, nkv, hd, g ? out.g : out.c,
+                            g ? lse.g : lse.c, Use::Narrow);
+    }
+    expect_holds_bf16("qkv GEMM + RoPE into alloc_narrow" + tag, qkv);
+    expect_holds_bf16("attention_forward (Narrow) into alloc_narrow" + tag, out);
+    expect_close("attention_forward lse from an alloc_narrow qkv" + tag, lse, kBf16Tol);
+    Twin dout = upload(random(size_t(B * T * nq * hd))), dqkv = poisoned(size_t(B * T * ld));
+    cpu_->attention_backward(dout.c, qkv.c, out.c, lse.c, B, T, nq, nkv, hd, dqkv.c, Use::Any);
+    gpu_->attention_backward(dout.g, qkv.g, out.g, lse.g, B, T, nq, nkv, hd, dqkv.g, Use::Any);
+    expect_close("attention_backward from alloc_narrow qkv and out" + tag, dqkv, 2 * kBf16Tol);
+  }
+
+  // fp32 writes: refused, naming the cause.
+  auto refused = [&](const char* what, const std::function<void()>& op) {
+    try {
+      op();
+      ADD_FAILURE() << what << " wrote fp32 into an alloc_narrow buffer without an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("alloc_narrow"), std::string::npos)
+          << what << ": " << e.what();
+    }
+  };
+  refused("fill_zero", [&] { gpu_->fill_zero(act.g, act.n * sizeof(float)); });
+  refused("linear_gemm (Any)", [&] { gpu_->linear_gemm(N, 2 * I, H, x.g, Wgu.g, gu.g, Use::Any); });
+  refused("swiglu_forward (Any)", [&] { gpu_->swiglu_forward(gu.g, N, I, act.g, Use::Any); });
+  gpu_->synchronize();
 }
 
 // ---------------------------------------------------------------- elementwise

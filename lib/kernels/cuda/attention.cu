@@ -375,12 +375,14 @@ void CudaBackendImpl::attention_forward(const float* qkv, int64_t B, int64_t T, 
   const __nv_bfloat16* qkv16 = narrow_of(qkv, n_qkv, false);
   const float* qkv32 = tc ? qkv : widened(qkv, n_qkv);
   wrote(lse, n_lse * sizeof(float));
-  // The tensor-core kernels write a narrow out (bf16) when allowed; the fp32 ones write fp32.
+  // The tensor-core kernels write a narrow out (bf16) when allowed; the fp32 ones write fp32,
+  // into scratch and then rounded when out is to be narrow.
   __nv_bfloat16* out16 =
-      narrow_output(out, n_out, tc ? use : Use::Any,
-                    {{qkv, n_qkv * sizeof(float)}, {lse, n_lse * sizeof(float)}});
+      narrow_output(out, n_out, use, {{qkv, n_qkv * sizeof(float)}, {lse, n_lse * sizeof(float)}});
   if (tc) return tc_attention_forward(qkv, qkv16, L.g, B, stream_, s16, out, out16, lse);
-  dispatch_hd(hd, [&](auto c) { forward_hd<decltype(c)::value>(L, qkv32, out, lse); });
+  float* out32 = out16 ? static_cast<float*>(scratch(Scratch::WideB, n_out * sizeof(float))) : out;
+  dispatch_hd(hd, [&](auto c) { forward_hd<decltype(c)::value>(L, qkv32, out32, lse); });
+  if (out16) to_bf16(out32, out16, n_out, stream_);
 }
 
 void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, const float* out,
@@ -395,12 +397,11 @@ void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, co
   const __nv_bfloat16* qkv16 = narrow_of(qkv, n_qkv, false);
   const __nv_bfloat16* out16 = narrow_of(out, n_out, false);
   const __nv_bfloat16* dout16 = narrow_of(dout, n_out, false);
-  check(tc || !out16, "cuda attention_backward: its forward wrote a narrow out on the tensor-core ",
-        "path, but this call takes the fp32 kernels (AUTOTP_ATTN_FP32 changed in between?)");
   void* s16 = tc ? scratch(Scratch::Attn16, tc_attention_scratch_bytes(L.g, B, true)) : nullptr;
   Timed t(*this, "attention");
   const float* qkv32 = tc ? qkv : widened(qkv, n_qkv);
   const float* dout32 = tc ? dout : widened(dout, n_out, Scratch::WideB);
+  const float* out32 = tc ? out : widened(out, n_out, Scratch::WideC);
   // The tensor-core kernels write a narrow dqkv (bf16) when allowed; the fp32 ones write fp32.
   __nv_bfloat16* dqkv16 = narrow_output(dqkv, n_qkv, tc ? use : Use::Any,
                                         {{dout, n_out * sizeof(float)},
@@ -410,7 +411,7 @@ void CudaBackendImpl::attention_backward(const float* dout, const float* qkv, co
   if (tc)
     return tc_attention_backward(dout, dout16, qkv, qkv16, out, out16, lse, D, L.g, B, stream_, s16,
                                  dqkv, dqkv16);
-  attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout32, out, L.g,
+  attn_delta_kernel<<<grid_for(size_t(B * T * nq) * 32), kThreads, 0, stream_>>>(dout32, out32, L.g,
                                                                                  B, D);
   AUTOTP_LAUNCHED("attn_delta_kernel");
   dispatch_hd(hd, [&](auto c) { backward_hd<decltype(c)::value>(L, dout32, qkv32, lse, D, dqkv); });

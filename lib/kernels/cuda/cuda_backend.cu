@@ -84,6 +84,7 @@ CudaBackendImpl::~CudaBackendImpl() {
   }
   for (auto e : free_events_) cudaEventDestroy(e);
   for (auto& kv : live_) cudaFree(kv.first);
+  for (auto& kv : narrow_allocs_) vmm_free(kv.second.range);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -126,8 +127,35 @@ void* CudaBackendImpl::alloc_bytes(size_t bytes) {
   return p;
 }
 
+float* CudaBackendImpl::alloc_narrow(size_t n) {
+  if (narrow_bytes() == sizeof(float)) return alloc(n);
+  const VmmRange r = vmm_alloc(device_, n * sizeof(float), n * sizeof(__nv_bfloat16));
+  narrow_allocs_[reinterpret_cast<uintptr_t>(r.ptr)] = {r, n};
+  current_bytes_ += r.backed;
+  peak_bytes_ = std::max(peak_bytes_, current_bytes_);
+  AUTOTP_CUDA(cudaMemsetAsync(r.ptr, 0, r.backed, stream_));
+  return static_cast<float*>(r.ptr);
+}
+
 void CudaBackendImpl::free_bytes(void* p) {
-  device_free(p);
+  auto it = narrow_allocs_.find(reinterpret_cast<uintptr_t>(p));
+  if (it == narrow_allocs_.end()) return device_free(p);
+  // Unlike cudaFree, unmapping does not wait for the kernels that use the memory.
+  AUTOTP_CUDA(cudaDeviceSynchronize());
+  forget_narrow(p, it->second.n * sizeof(float));
+  current_bytes_ -= it->second.range.backed;
+  vmm_free(it->second.range);
+  narrow_allocs_.erase(it);
+}
+
+bool CudaBackendImpl::in_narrow_alloc(const void* p, size_t bytes) const {
+  if (narrow_allocs_.empty() || !bytes) return false;
+  const auto b = reinterpret_cast<uintptr_t>(p);
+  // The last buffer starting below the range's end is the only one that can overlap it.
+  auto it = narrow_allocs_.lower_bound(b + bytes);
+  if (it == narrow_allocs_.begin()) return false;
+  --it;
+  return it->first + it->second.n * sizeof(float) > b;
 }
 
 void CudaBackendImpl::to_host(const void* dev, void* host, size_t bytes) {

@@ -20,6 +20,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_backend.hpp"
 #include "kernels/cuda/gemm_tuner.cuh"
+#include "kernels/cuda/vmm.cuh"
 
 namespace autotp::cuda {
 
@@ -223,6 +224,8 @@ class CudaBackendImpl final : public CudaBackend {
   void copy(const void* src, void* dst, size_t bytes) override;
   void fill_zero(void* p, size_t bytes) override;
   void params_changed(const float* params, size_t n) override;
+  float* alloc_narrow(size_t n) override;
+  size_t narrow_bytes() const override { return narrow_off_ || gemm_c_fp32_ ? 4 : 2; }
 
   AUTOTP_BACKEND_OVERRIDES
   void linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W, float* y,
@@ -249,6 +252,7 @@ class CudaBackendImpl final : public CudaBackend {
     CeGrad,
     Wide,
     WideB,
+    WideC,
     Count
   };
   void* scratch(Scratch which, size_t bytes);
@@ -269,8 +273,8 @@ class CudaBackendImpl final : public CudaBackend {
   // x as fp32 for a kernel that reads only fp32: x itself, or its narrow copy widened into the
   // Wide scratch slot.
   const float* widened(const float* x, size_t n, Scratch slot = Scratch::Wide);
-  // Every op calls this for each buffer it writes: a narrow copy of a range it overlaps is
-  // stale from then on.
+  // Every op calls this for each buffer it writes in fp32: a narrow copy of a range it overlaps
+  // is stale from then on. Fails for a buffer from alloc_narrow (it has no room for fp32).
   void wrote(const void* p, size_t bytes);
 
   // Records CUDA events around one op while profiling is on (RAII; see op_times_ms()).
@@ -289,6 +293,10 @@ class CudaBackendImpl final : public CudaBackend {
 
  private:
   void* device_alloc(size_t bytes);  // tracked in live_/current_bytes_/peak_bytes_
+  // The narrow copies of ranges overlapping [p, p + bytes) are stale.
+  void forget_narrow(const void* p, size_t bytes);
+  // Whether [p, p + bytes) overlaps a buffer from alloc_narrow (by its fp32 addresses).
+  bool in_narrow_alloc(const void* p, size_t bytes) const;
   void device_free(void* p);
   cudaEvent_t take_event();
   // The bf16 operand for a GEMM: the params' shadow when x lies in the params range, the narrow
@@ -319,6 +327,12 @@ class CudaBackendImpl final : public CudaBackend {
   GemmTuner tuner_;
 
   std::unordered_map<void*, size_t> live_;
+  // alloc_narrow's buffers by address: 4n bytes of addresses, 2n of memory (kernels/cuda/vmm.cuh).
+  struct NarrowAlloc {
+    VmmRange range;
+    size_t n;
+  };
+  std::map<uintptr_t, NarrowAlloc> narrow_allocs_;
   size_t current_bytes_ = 0, peak_bytes_ = 0;
   void* scratch_[int(Scratch::Count)] = {};
   size_t scratch_bytes_[int(Scratch::Count)] = {};

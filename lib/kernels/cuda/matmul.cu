@@ -68,6 +68,12 @@ bool overlap(uintptr_t a, size_t abytes, uintptr_t b, size_t bbytes) {
 }  // namespace
 
 void CudaBackendImpl::wrote(const void* p, size_t bytes) {
+  check(!in_narrow_alloc(p, bytes), "cuda backend: an op would write fp32 into a buffer from ",
+        "alloc_narrow, which holds bf16 only (its writers must be given Use::Narrow or Use::Gemm)");
+  forget_narrow(p, bytes);
+}
+
+void CudaBackendImpl::forget_narrow(const void* p, size_t bytes) {
   if (narrow_.empty() || !bytes) return;
   const auto b = reinterpret_cast<uintptr_t>(p);
   drop_narrow([&](const Narrow& r) { return overlap(r.begin, r.n * sizeof(float), b, bytes); });
@@ -76,12 +82,14 @@ void CudaBackendImpl::wrote(const void* p, size_t bytes) {
 __nv_bfloat16* CudaBackendImpl::narrow_output(
     float* out, size_t n, Use use, std::initializer_list<std::pair<const void*, size_t>> inputs,
     Scratch spill) {
-  wrote(out, n * sizeof(float));
-  if (use == Use::Any || !n || narrow_off_) return nullptr;
+  forget_narrow(out, n * sizeof(float));
   const auto o = reinterpret_cast<uintptr_t>(out);
   bool in_place = true;
   for (auto [p, bytes] : inputs)
     in_place &= !(p && overlap(o, n * sizeof(float), reinterpret_cast<uintptr_t>(p), bytes));
+  // A buffer from alloc_narrow has room for its bf16 values only.
+  if (use == Use::Any || !in_place || narrow_off_) wrote(out, n * sizeof(float));
+  if (use == Use::Any || !n || narrow_off_) return nullptr;
   if (!in_place && spill == Scratch::Count) return nullptr;
   auto* data = in_place ? reinterpret_cast<__nv_bfloat16*>(out)
                         : static_cast<__nv_bfloat16*>(scratch(spill, n * sizeof(__nv_bfloat16)));

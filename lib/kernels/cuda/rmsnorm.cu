@@ -9,14 +9,14 @@ namespace autotp::cuda {
 namespace {
 // With residual given: sum = residual + x first, and v = sum; else v = x. Then with
 // r = 1 / sqrt(mean_j v_j^2 + eps): out_j = w_j * (v_j * r), rstd = r. K floats per access
-// (4 when H % 4 == 0 and the rows are 16-byte aligned); out is fp32 or, for Use::Gemm, bf16.
-template <int K, typename OutT>
-__global__ void rmsnorm_forward_kernel(const float* x, const float* residual, float* sum,
+// (4 when H % 4 == 0 and the rows are 16-byte aligned); x is fp32 or the bf16 a GEMM wrote (a
+// narrow x); out is fp32 or, for Use::Gemm and Use::Narrow, bf16.
+template <int K, typename XT, typename OutT>
+__global__ void rmsnorm_forward_kernel(const XT* x, const float* residual, float* sum,
                                        const float* w, int64_t H, float eps, OutT* out,
                                        float* rstd) {
   __shared__ float red[32];
   const int64_t row = int64_t(blockIdx.x) * H;
-  const float* v = residual ? sum + row : x + row;
   float ss = 0.0f;
   for (int64_t j = int64_t(threadIdx.x) * K; j < H; j += int64_t(blockDim.x) * K) {
     float a[K];
@@ -35,7 +35,10 @@ __global__ void rmsnorm_forward_kernel(const float* x, const float* residual, fl
   const float r = 1.0f / sqrtf(ss / float(H) + eps);
   for (int64_t j = int64_t(threadIdx.x) * K; j < H; j += int64_t(blockDim.x) * K) {
     float a[K], g[K];
-    load_k<K>(v + j, a);
+    if (residual)
+      load_k<K>(sum + row + j, a);
+    else
+      load_k<K>(x + row + j, a);
     load_k<K>(w + j, g);
 #pragma unroll
     for (int i = 0; i < K; ++i) a[i] = g[i] * (a[i] * r);
@@ -132,12 +135,16 @@ void CudaBackendImpl::norm_forward(const float* x, const float* residual, float*
   const size_t bytes = size_t(N * H) * sizeof(float);
   if (sum) wrote(sum, bytes);
   wrote(rstd, size_t(N) * sizeof(float));
+  // The residual add's x may be narrow (o_proj's and down_proj's output).
+  const __nv_bfloat16* x16 = residual ? narrow_of(x, size_t(N * H), false) : nullptr;
   __nv_bfloat16* narrow =
       narrow_output(out, size_t(N * H), use, {{x, bytes}, {residual, bytes}, {sum, bytes}});
   const bool vec = H % 4 == 0 && aligned16(x, w, out) && (!residual || aligned16(residual, sum));
-  dispatch_out(vec, out, narrow, [&](auto k, auto* o) {
-    rmsnorm_forward_kernel<decltype(k)::value>
-        <<<unsigned(N), kThreads, 0, stream_>>>(x, residual, sum, w, H, eps, o, rstd);
+  with_input(x16, x, [&](auto* xp) {
+    dispatch_out(vec, out, narrow, [&](auto k, auto* o) {
+      rmsnorm_forward_kernel<decltype(k)::value>
+          <<<unsigned(N), kThreads, 0, stream_>>>(xp, residual, sum, w, H, eps, o, rstd);
+    });
   });
   AUTOTP_LAUNCHED("rmsnorm_forward_kernel");
 }
