@@ -96,14 +96,20 @@ class Backend {
   // converts dy once:
   //   dW[O, I] (+)= dy^T x      dx[N, I] = dy W   (overwritten; dx_use is its Use)
   // dW is added into when dW_accumulate, else overwritten (a step's first gradient: no pass to
-  // zero the buffer beforehand, and no read of it).
+  // zero the buffer beforehand, and no read of it). dW_use is an overwritten dW's Use: Narrow
+  // where the optimizer reads it (adamw's g and sum_squares' x are narrow inputs), which holds
+  // autocast's bf16 weight gradient; an accumulated dW is fp32 (a narrow one is widened first).
   virtual void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
                                      const float* x, const float* W, float* dW, bool dW_accumulate,
-                                     float* dx, Use dx_use) {
-    (void)dx_use;
+                                     float* dx, Use dx_use, Use dW_use = Use::Any) {
+    (void)dx_use, (void)dW_use;
     matmul(O, I, N, dy, true, x, false, dW, dW_accumulate);
     matmul(N, I, O, dy, false, W, false, dx, false);
   }
+
+  // The narrow values of [x, x + n) (Use::Narrow outputs) become fp32 in place, each narrow
+  // output overlapping the range whole: for readers of fp32 only (the host, a collective).
+  virtual void make_fp32(float* x, size_t n) { (void)x, (void)n; }
 
   // ---- elementwise and copies ----
   virtual void add(const float* x, float* y, size_t n) = 0;  // y += x
@@ -198,10 +204,11 @@ class Backend {
 
   // ---- optimizer (fp32 on every backend) ----
   // One AdamW update of n elements (optim/adamw.hpp has the math): p, m, v updated in place;
-  // g is read as g * grad_scale; decay = false skips the weight-decay factor.
+  // g (narrow) is read as g * grad_scale; decay = false skips the weight-decay factor.
   virtual void adamw(float* p, float* m, float* v, const float* g, size_t n, const AdamWStep& s,
                      bool decay, float grad_scale) = 0;
-  // sum of x[i]^2, accumulated in double; returned to the host (synchronizes).
+  // sum of x[i]^2, accumulated in double; returned to the host (synchronizes). x (narrow): the
+  // narrow outputs inside the range are read as such.
   virtual double sum_squares(const float* x, size_t n) = 0;
   // Waits until every op issued so far has finished (for timing; a no-op on the CPU).
   virtual void synchronize() {}

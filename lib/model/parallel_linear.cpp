@@ -36,7 +36,7 @@ const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const 
 
 void linear_backward(Backend& be, TpGroup& g, const LinearSite& s, const float* W, float* dW,
                      bool dW_accumulate, const float* dy, const float* xin, int64_t N,
-                     float* tmp_dy, float* tmp_dx, float* dx, Use use) {
+                     float* tmp_dy, float* tmp_dx, float* dx, Use use, Use dW_use) {
   const int64_t tp = g.size(), O = s.out_local(tp), I = s.in_local(tp);
   // dy (dst) -> d(out) (out_layout): the backward of convert(out -> dst) is convert(dst -> out).
   const float* d = dy;
@@ -49,7 +49,7 @@ void linear_backward(Backend& be, TpGroup& g, const LinearSite& s, const float* 
   // dW_local[O, I] (+)= d[N, O]^T @ xin[N, I];  d(in)[N, I] = d[N, O] @ W_local[O, I]
   float* din = s.converts_input() ? tmp_dx : dx;
   be.linear_backward_gemms(N, O, I, d, xin, W, dW, dW_accumulate, din,
-                           s.split == 0 || s.converts_input() ? Use::Any : use);
+                           s.split == 0 || s.converts_input() ? Use::Any : use, dW_use);
   // Column-parallel: each rank's din covers its output rows only, a partial sum of the full
   // input gradient -> all-reduce makes it full (the R invariant).
   if (s.split == 0) g.all_reduce_sum(din, size_t(N * I));

@@ -39,12 +39,14 @@ const float* linear_forward(Backend& be, TpGroup& g, const LinearSite& s, const 
                             const float* x, int64_t N, float* xin, float* tmp, float* y,
                             Use use = Use::Any);
 
-// Backward: dW (+)= dy^T xin (added into when dW_accumulate, else overwritten); dx (src layout,
+// Backward: dW (+)= dy^T xin (added into when dW_accumulate, else overwritten, with the Use
+// dW_use: Backend::linear_backward_gemms); dx (src layout,
 // overwritten) = the input gradient, FULL when src is R. dy is in dst layout; tmp_dy and tmp_dx
 // are scratch of the GEMM's output/input widths. `use` is dx's Use, holding only where the GEMM
 // writes dx directly (as in the forward).
 void linear_backward(Backend& be, TpGroup& g, const LinearSite& s, const float* W, float* dW,
                      bool dW_accumulate, const float* dy, const float* xin, int64_t N,
-                     float* tmp_dy, float* tmp_dx, float* dx, Use use = Use::Any);
+                     float* tmp_dy, float* tmp_dx, float* dx, Use use = Use::Any,
+                     Use dW_use = Use::Any);
 
 }  // namespace autotp

@@ -225,6 +225,8 @@ std::vector<float> Phi3Model::param_shard(const std::string& name) const {
 
 std::vector<float> Phi3Model::grad_shard(const std::string& name) const {
   if (grads_zero_pending_) return std::vector<float>(layout_.at(name).numel, 0.0f);
+  const ParamSlot& s = layout_.at(name);
+  be_.make_fp32(grads_ + s.offset, s.numel);  // a narrow weight gradient
   return slot_to_host(grads_, name);
 }
 
@@ -684,18 +686,20 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   };
   const float* act = input(L.down, a.down_xin, a.act);
 
-  // Each weight's gradient is overwritten where zero_grad() left it pending.
+  // Each weight's gradient is overwritten where zero_grad() left it pending (narrow when so set).
   auto acc = [&](const LinearSite& s) {
     return grad_accumulates(s.w_offset, size_t(s.out_local(tp) * s.in_local(tp)));
   };
+  const Use dw = narrow_grads_ ? Use::Narrow : Use::Any;
   linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, acc(L.down), dres_,
-                  act, N, sc_dy_, sc_dx_, sc_d1_, Use::Narrow);  // read by swiglu_backward alone
+                  act, N, sc_dy_, sc_dx_, sc_d1_, Use::Narrow,
+                  dw);  // read by swiglu_backward alone
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
                       grad_gemm_use(L.gate_up));
   const float* gu_in = input(L.gate_up, a.gu_xin, a.ln2);
   linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset,
-                  acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_,
-                  Use::Narrow);  // read by rmsnorm_backward alone
+                  acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_, Use::Narrow,
+                  dw);  // read by rmsnorm_backward alone
   // -> d(mid), read by o_proj's backward GEMMs next
   grad_will_add(L.ln2);
   be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2,
@@ -703,13 +707,13 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
 
   linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, acc(L.o), dres_,
                   L.o.converts_input() ? a.o_xin : a.att_out, N, sc_dy_, sc_dx_, sc_d1_,
-                  Use::Narrow);  // read by attention_backward alone
+                  Use::Narrow, dw);  // read by attention_backward alone
   be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_,
                          grad_narrow_use(L.qkv));
   be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, acc(L.qkv), sc_d2_,
-                  input(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_,
-                  Use::Narrow);  // read by rmsnorm_backward alone
+                  input(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_, Use::Narrow,
+                  dw);  // read by rmsnorm_backward alone
   grad_will_add(L.ln1);
   be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
                        dres_use(l - 1));  // -> d(x)

@@ -68,6 +68,10 @@ class Phi3Model {
   // the backward goes on (ZeroOptimizer::grads_ready). Empty (the default): not called.
   using GradsReadyFn = std::function<void(size_t offset, size_t count)>;
   void set_grads_ready(GradsReadyFn f) { grads_ready_ = std::move(f); }
+  // The layers' linear weight gradients are written narrow (bf16: the values autocast computes)
+  // where the backward overwrites them (the first micro-batch of a step), for an optimizer that
+  // reads them so (ZeroOptimizer::reads_narrow_grads). Off by default.
+  void set_narrow_weight_grads(bool on) { narrow_grads_ = on; }
   // grads() = 0, lazily: the next backward writes each parameter's gradient instead of adding
   // to it, so no pass zeroes the buffer and the first GEMM of each weight does not read it. A
   // gradient that backward does not write is zeroed before its range is reported final (and at
@@ -202,6 +206,7 @@ class Phi3Model {
   float *ln_, *act_;  // a norm's output and the SwiGLU output, of the layer at hand
   RopeTable rope_;
   GradsReadyFn grads_ready_;
+  bool narrow_grads_ = false;
 
   // zero_grad() pending: the gradients are zero but the buffer is not (yet). written_[i]: slot
   // i of the layout holds its gradient from the backward in progress.

@@ -100,6 +100,9 @@ class ZeroOptimizer {
   // What zero_grad() (and step()) call to zero the gradients instead of filling the buffer.
   void set_zero_grad(std::function<void()> f) { zero_grad_fn_ = std::move(f); }
 
+  // Whether grads may hold narrow values (Phi3Model::set_narrow_weight_grads): without DP
+  // collectives, whose buffers are fp32, only sum_squares and adamw read them.
+  bool reads_narrow_grads() const { return dp_.size() == 1; }
   int stage() const { return stage_; }
   const OptimizerConfig& config() const { return opt_; }
   double grad_clip() const { return clip_; }

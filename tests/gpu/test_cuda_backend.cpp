@@ -536,6 +536,77 @@ TEST_F(CudaVsCpu, NarrowAllocations) {
   gpu_->synchronize();
 }
 
+// Narrow weight gradients (linear_backward_gemms' dW_use, as Phi3Model writes them for the
+// optimizer): the dW GEMM leaves bf16 of its fp32 result in place; sum_squares over a range that
+// holds it between fp32 values reads it as bf16; adamw gives the same bits from it as from an
+// fp32 buffer of those bf16 values; make_fp32 widens it in place; an accumulating GEMM widens it
+// first and adds in fp32.
+TEST_F(CudaVsCpu, NarrowWeightGradients) {
+  const int64_t N = 40, O = 48, I = 64;
+  const size_t nw = size_t(O * I), pad = 37;  // [pad fp32 | dW | pad fp32], a flat gradient
+  Twin dy = upload(random(size_t(N * O))), x = upload(random(size_t(N * I)));
+  Twin W = upload(random(nw));
+  const std::vector<float> flat0 = random(nw + 2 * pad);
+  Twin flat = upload(flat0), ref = poisoned(nw), dx = poisoned(size_t(N * I));
+  float* dW = flat.g + pad;
+  gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, W.g, ref.g, false, dx.g, Use::Any, Use::Any);
+  gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, W.g, dW, false, dx.g, Use::Any, Use::Narrow);
+  const std::vector<float> any = host(*gpu_, ref.g, nw);
+  expect_narrow_bits("linear_backward_gemms (Narrow dW)", any, dW);
+
+  // What the optimizer must see: the fp32 around, bf16 of the gradient.
+  std::vector<float> want = flat0;
+  for (size_t i = 0; i < nw; ++i) {
+    const uint32_t u = uint32_t(bf16_bits(any[i])) << 16;
+    std::memcpy(&want[pad + i], &u, sizeof(float));
+  }
+  double ss = 0.0;
+  for (float v : want) ss += double(v) * double(v);
+  EXPECT_NEAR(gpu_->sum_squares(flat.g, flat.n), ss, 1e-12 * ss)
+      << "sum_squares across a narrow dW";
+  EXPECT_NEAR(
+      gpu_->sum_squares(dW, nw),
+      ss -
+          [&] {
+            double e = 0.0;
+            for (size_t i = 0; i < pad; ++i)
+              e += double(want[i]) * double(want[i]) +
+                   double(want[pad + nw + i]) * double(want[pad + nw + i]);
+            return e;
+          }(),
+      1e-12 * ss)
+      << "sum_squares of a narrow dW alone";
+
+  AdamWStep st;
+  st.decay_factor = 0.999f, st.neg_step_size = -1e-3f, st.bc2_sqrt = 0.7f;
+  const std::vector<float> p0 = random(nw), m0 = random(nw, -0.1f, 0.1f),
+                           v0 = random(nw, 0.0f, 0.1f);
+  Twin g32 = upload(std::vector<float>(want.begin() + pad, want.begin() + pad + nw));
+  Twin p1 = upload(p0), m1 = upload(m0), v1 = upload(v0), p2 = upload(p0), m2 = upload(m0),
+       v2 = upload(v0);
+  gpu_->adamw(p1.g, m1.g, v1.g, dW, nw, st, true, 0.5f);
+  gpu_->adamw(p2.g, m2.g, v2.g, g32.g, nw, st, true, 0.5f);
+  expect_same_bits("adamw p from a narrow g", p1, p2);
+  expect_same_bits("adamw m from a narrow g", m1, m2);
+  expect_same_bits("adamw v from a narrow g", v1, v2);
+
+  gpu_->make_fp32(dW + 5, 3);  // a part: the whole gradient widens
+  const std::vector<float> got = host(*gpu_, flat.g, flat.n);
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)))
+      << "make_fp32: the narrow dW as fp32, the values around it untouched";
+
+  // Accumulating into a narrow dW: widened, then dW += dy^T x in fp32.
+  gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, W.g, dW, false, dx.g, Use::Any, Use::Narrow);
+  gpu_->linear_backward_gemms(N, O, I, dy.g, x.g, W.g, dW, true, dx.g, Use::Any, Use::Narrow);
+  const std::vector<float> acc = host(*gpu_, dW, nw);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < nw; ++i) {
+    worst = std::max(worst, std::fabs(double(acc[i]) - 2.0 * double(any[i])));
+    scale = std::max(scale, std::fabs(2.0 * double(any[i])));
+  }
+  EXPECT_LE(worst / scale, 4e-3) << "accumulating into a narrow dW";
+}
+
 // ---------------------------------------------------------------- elementwise
 
 TEST_F(CudaVsCpu, AddScaleCopyCols) {

@@ -231,8 +231,9 @@ class CudaBackendImpl final : public CudaBackend {
   void linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W, float* y,
                    Use use) override;
   void linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy, const float* x,
-                             const float* W, float* dW, bool dW_accumulate, float* dx,
-                             Use dx_use) override;
+                             const float* W, float* dW, bool dW_accumulate, float* dx, Use dx_use,
+                             Use dW_use = Use::Any) override;
+  void make_fp32(float* x, size_t n) override;
   void add_rmsnorm_forward(const float* x, const float* residual, float* sum, const float* w,
                            int64_t N, int64_t H, float eps, float* out, float* rstd,
                            Use use) override;

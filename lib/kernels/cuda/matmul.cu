@@ -113,6 +113,27 @@ __nv_bfloat16* CudaBackendImpl::narrow_of(const float* x, size_t n, bool consume
   return nullptr;
 }
 
+void CudaBackendImpl::make_fp32(float* x, size_t n) {
+  if (narrow_.empty() || !n) return;
+  const auto b = reinterpret_cast<uintptr_t>(x);
+  // Whole narrow outputs: the fp32 of a part would overwrite bf16 of elements outside it.
+  std::vector<Narrow> hit;
+  for (const Narrow& r : narrow_)
+    if (overlap(r.begin, r.n * sizeof(float), b, n * sizeof(float))) hit.push_back(r);
+  for (const Narrow& r : hit) {
+    float* out = reinterpret_cast<float*>(r.begin);
+    check(!in_narrow_alloc(out, r.n * sizeof(float)), "cuda make_fp32: the buffer is from ",
+          "alloc_narrow and has no room for fp32 values");
+    drop_narrow([&](const Narrow& q) { return q.begin == r.begin && q.data == r.data; });
+    // In place the bf16 values occupy the first half of the fp32 range: through scratch.
+    const bool in_place = reinterpret_cast<uintptr_t>(r.data) == r.begin;
+    float* to = in_place ? static_cast<float*>(scratch(Scratch::Wide, r.n * sizeof(float))) : out;
+    to_f32_kernel<<<grid_for(r.n), kThreads, 0, stream_>>>(r.data, to, r.n);
+    AUTOTP_LAUNCHED("to_f32_kernel");
+    if (in_place) copy(to, out, r.n * sizeof(float));
+  }
+}
+
 const float* CudaBackendImpl::widened(const float* x, size_t n, Scratch slot) {
   const __nv_bfloat16* x16 = narrow_of(x, n, false);
   if (!x16) return x;
@@ -160,20 +181,26 @@ void CudaBackendImpl::linear_gemm(int64_t N, int64_t O, int64_t I, const float* 
 
 void CudaBackendImpl::linear_backward_gemms(int64_t N, int64_t O, int64_t I, const float* dy,
                                             const float* x, const float* W, float* dW,
-                                            bool dW_accumulate, float* dx, Use dx_use) {
+                                            bool dW_accumulate, float* dx, Use dx_use, Use dW_use) {
   if (N == 0 || O == 0 || I == 0)
     return Backend::linear_backward_gemms(N, O, I, dy, x, W, dW, dW_accumulate, dx, dx_use);
+  // An accumulated gradient is added to in fp32.
+  if (dW_accumulate) make_fp32(dW, size_t(O * I));
   Timed t(*this, "gemm");
   const __nv_bfloat16* d = bf16_operand(dy, size_t(N * O), Scratch::GemmA);
   const __nv_bfloat16* xb = bf16_operand(x, size_t(N * I), Scratch::GemmB);
   const __nv_bfloat16* wb = bf16_operand(W, size_t(O * I), Scratch::GemmC);
-  wrote(dW, size_t(O * I) * sizeof(float));
+  __nv_bfloat16* dW16 =
+      narrow_output(dW, size_t(O * I), dW_accumulate || gemm_c_fp32_ ? Use::Any : dW_use,
+                    {{dy, size_t(N * O) * sizeof(float)},
+                     {x, size_t(N * I) * sizeof(float)},
+                     {W, size_t(O * I) * sizeof(float)}});
   __nv_bfloat16* dx16 = narrow_output(dx, size_t(N * I), gemm_c_fp32_ ? Use::Any : dx_use,
                                       {{dy, size_t(N * O) * sizeof(float)},
                                        {x, size_t(N * I) * sizeof(float)},
                                        {W, size_t(O * I) * sizeof(float)},
                                        {dW, size_t(O * I) * sizeof(float)}});
-  gemm(O, I, N, d, true, xb, false, dW, dW_accumulate);
+  gemm(O, I, N, d, true, xb, false, dW, dW_accumulate, dW16);
   gemm(N, I, O, d, false, wb, false, dx, false, dx16);
 }
 
