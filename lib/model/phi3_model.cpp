@@ -36,6 +36,15 @@ Use grad_narrow_use(const LinearSite& s) {
   return s.converts_output() ? Use::Any : Use::Narrow;
 }
 
+// A GEMM input the layer keeps for its backward (LayerActs) is written narrow into its own
+// buffer; one its site converts goes through the fp32 scratch (ln_, act_).
+float* kept_or(float* kept, float* scratch) {
+  return kept ? kept : scratch;
+}
+Use kept_use(const float* kept) {
+  return kept ? Use::Narrow : Use::Any;
+}
+
 std::string layer_name(int64_t l, const char* what) {
   return "model.layers." + std::to_string(l) + "." + what;
 }
@@ -471,8 +480,8 @@ void Phi3Model::forward_layers(const int32_t* inputs, const int32_t* targets, in
     be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_, Use::Any);
   } else {
     const LayerActs& a = acts_[0];
-    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, a.ln1 ? a.ln1 : ln_, a.rstd1,
-                        a.ln1 ? Use::Narrow : Use::Any);
+    be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, kept_or(a.ln1, ln_), a.rstd1,
+                        kept_use(a.ln1));
   }
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
 
@@ -527,14 +536,9 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   const float* x = res_[size_t(l)];
   float* P = params_;
 
-  // A GEMM input kept for the backward (LayerActs) is written narrow into its own buffer; one
-  // the site converts goes through the fp32 scratch.
-  auto input_of = [&](float* kept, float* scratch) { return kept ? kept : scratch; };
-  auto use_of = [](const float* kept) { return kept ? Use::Narrow : Use::Any; };
-
   // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in ln1 already.
   // qkv is read by RoPE (in place) and the attention alone: kept narrow.
-  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, input_of(a.ln1, ln_), N, a.qkv_xin, sc_y_,
+  linear_forward(be_, tg_, L.qkv, P + L.qkv.w_offset, kept_or(a.ln1, ln_), N, a.qkv_xin, sc_y_,
                  a.att_in, Use::Narrow);
   // RoPE on the q and k heads, which lie side by side at the start of each row.
   be_.rope_forward(a.att_in, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
@@ -544,24 +548,24 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
   linear_forward(be_, tg_, L.o, P + L.o.w_offset, a.att_out, N, a.o_xin, sc_y_, sc_out_,
                  Use::Narrow);
   // mid = x + attn, and ln2 = rmsnorm(mid) for gate_up_proj
-  be_.add_rmsnorm_forward(sc_out_, x, a.mid, P + L.ln2, N, H_, eps, input_of(a.ln2, ln_), a.rstd2,
-                          use_of(a.ln2));
+  be_.add_rmsnorm_forward(sc_out_, x, a.mid, P + L.ln2, N, H_, eps, kept_or(a.ln2, ln_), a.rstd2,
+                          kept_use(a.ln2));
 
   // out = h + down_proj(up * silu(gate)),  [gate | up] = gate_up_proj(rmsnorm(h))
   // [gate | up] is read by the SwiGLU alone (here and twice in the backward): kept narrow.
-  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, input_of(a.ln2, ln_), N, a.gu_xin,
+  linear_forward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, kept_or(a.ln2, ln_), N, a.gu_xin,
                  sc_y_, a.sw_in, Use::Narrow);
-  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), input_of(a.act, act_),
-                     use_of(a.act));
-  linear_forward(be_, tg_, L.down, P + L.down.w_offset, input_of(a.act, act_), N, a.down_xin, sc_y_,
+  be_.swiglu_forward(a.sw_in, N, L.act_layout.local_width(I_, tp), kept_or(a.act, act_),
+                     kept_use(a.act));
+  linear_forward(be_, tg_, L.down, P + L.down.w_offset, kept_or(a.act, act_), N, a.down_xin, sc_y_,
                  sc_out_, Use::Narrow);
   // out = mid + mlp, and the norm of `out` that comes next: layer l + 1's ln1 (read by its
   // qkv_proj only), or the final norm (read by every logits chunk, and again in the backward).
   const bool last = size_t(l) + 1 == layers_.size();
   const size_t next_w = last ? norm_off_ : layers_[size_t(l) + 1].ln1;
-  float* next_ln = last ? lnf_ : input_of(acts_[size_t(l) + 1].ln1, ln_);
+  float* next_ln = last ? lnf_ : kept_or(acts_[size_t(l) + 1].ln1, ln_);
   float* next_rstd = last ? rstdf_ : acts_[size_t(l) + 1].rstd1;
-  const Use next_use = last ? Use::Any : use_of(acts_[size_t(l) + 1].ln1);
+  const Use next_use = last ? Use::Any : kept_use(acts_[size_t(l) + 1].ln1);
   be_.add_rmsnorm_forward(sc_out_, a.mid, res_[size_t(l) + 1], P + next_w, N, H_, eps, next_ln,
                           next_rstd, next_use);
 }
@@ -691,15 +695,14 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
     return grad_accumulates(s.w_offset, size_t(s.out_local(tp) * s.in_local(tp)));
   };
   const Use dw = narrow_grads_ ? Use::Narrow : Use::Any;
+  // Each input gradient below is read by the next op alone (Use::Narrow).
   linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, acc(L.down), dres_,
-                  act, N, sc_dy_, sc_dx_, sc_d1_, Use::Narrow,
-                  dw);  // read by swiglu_backward alone
+                  act, N, sc_dy_, sc_dx_, sc_d1_, Use::Narrow, dw);
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
                       grad_gemm_use(L.gate_up));
   const float* gu_in = input(L.gate_up, a.gu_xin, a.ln2);
   linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset,
-                  acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_, Use::Narrow,
-                  dw);  // read by rmsnorm_backward alone
+                  acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_, Use::Narrow, dw);
   // -> d(mid), read by o_proj's backward GEMMs next
   grad_will_add(L.ln2);
   be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2,
@@ -707,13 +710,12 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
 
   linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, acc(L.o), dres_,
                   L.o.converts_input() ? a.o_xin : a.att_out, N, sc_dy_, sc_dx_, sc_d1_,
-                  Use::Narrow, dw);  // read by attention_backward alone
+                  Use::Narrow, dw);
   be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_,
                          grad_narrow_use(L.qkv));
   be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
   linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, acc(L.qkv), sc_d2_,
-                  input(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_, Use::Narrow,
-                  dw);  // read by rmsnorm_backward alone
+                  input(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_, Use::Narrow, dw);
   grad_will_add(L.ln1);
   be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
                        dres_use(l - 1));  // -> d(x)

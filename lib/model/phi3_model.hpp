@@ -70,7 +70,8 @@ class Phi3Model {
   void set_grads_ready(GradsReadyFn f) { grads_ready_ = std::move(f); }
   // The layers' linear weight gradients are written narrow (bf16: the values autocast computes)
   // where the backward overwrites them (the first micro-batch of a step), for an optimizer that
-  // reads them so (ZeroOptimizer::reads_narrow_grads). Off by default.
+  // reads them so (ZeroOptimizer::reads_narrow_grads). Off by default. With gradient
+  // accumulation it only costs: the next micro-batch widens them to add in fp32.
   void set_narrow_weight_grads(bool on) { narrow_grads_ = on; }
   // grads() = 0, lazily: the next backward writes each parameter's gradient instead of adding
   // to it, so no pass zeroes the buffer and the first GEMM of each weight does not read it. A
@@ -203,7 +204,7 @@ class Phi3Model {
   int64_t chunk_ = 0;        // rows per logits chunk
   int64_t held_chunk_ = -1;  // first row of the chunk whose forward logits logits_ holds
   float *sc_y_, *sc_out_, *sc_dy_, *sc_dx_, *sc_d1_, *sc_d2_, *d_ln_, *dres_;
-  float *ln_, *act_;  // a norm's output and the SwiGLU output, of the layer at hand
+  float *ln_, *act_;  // a norm's and the SwiGLU's output on their way to a site that converts it
   RopeTable rope_;
   GradsReadyFn grads_ready_;
   bool narrow_grads_ = false;

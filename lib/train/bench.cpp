@@ -272,7 +272,8 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   };
 
   opt.set_zero_grad([&model] { model.zero_grad(); });
-  model.set_narrow_weight_grads(opt.reads_narrow_grads());
+  // Accumulating micro-batches add in fp32.
+  model.set_narrow_weight_grads(opt.reads_narrow_grads() && accum == 1);
   opt.zero_grad();
   for (int64_t s = 0; s < a.warmup; ++s) train_step();
   be.synchronize();

@@ -232,7 +232,8 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   std::vector<int32_t> inputs(B * T), targets(B * T);
   const Phi3Model::GradsReadyFn grads_ready = [&opt](size_t o, size_t c) { opt.grads_ready(o, c); };
   opt.set_zero_grad([&model] { model.zero_grad(); });
-  model.set_narrow_weight_grads(opt.reads_narrow_grads());
+  // Accumulating micro-batches add in fp32.
+  model.set_narrow_weight_grads(opt.reads_narrow_grads() && accum == 1);
   opt.zero_grad();
   auto run_start = std::chrono::steady_clock::now();
   for (int64_t step = result.start_step; step < a.num_steps; ++step) {

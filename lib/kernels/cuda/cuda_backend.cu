@@ -73,6 +73,7 @@ CudaBackendImpl::CudaBackendImpl(int device, const std::string& gemm_tables)
   const char* outputs = std::getenv("AUTOTP_CUDA_GEMM_OUTPUTS");
   narrow_off_ = outputs && std::string(outputs) == "fp32";
   gemm_c_fp32_ = outputs && std::string(outputs) == "fp32c";
+  vmm_ = vmm_supported(device);
 }
 
 CudaBackendImpl::~CudaBackendImpl() {

@@ -225,7 +225,7 @@ class CudaBackendImpl final : public CudaBackend {
   void fill_zero(void* p, size_t bytes) override;
   void params_changed(const float* params, size_t n) override;
   float* alloc_narrow(size_t n) override;
-  size_t narrow_bytes() const override { return narrow_off_ || gemm_c_fp32_ ? 4 : 2; }
+  size_t narrow_bytes() const override { return narrow_off_ || gemm_c_fp32_ || !vmm_ ? 4 : 2; }
 
   AUTOTP_BACKEND_OVERRIDES
   void linear_gemm(int64_t N, int64_t O, int64_t I, const float* x, const float* W, float* y,
@@ -354,6 +354,9 @@ class CudaBackendImpl final : public CudaBackend {
   // AUTOTP_CUDA_GEMM_OUTPUTS=fp32c: the GEMMs write C in fp32 even for a narrow use (the A/B of
   // cuBLAS's bf16 C); every other op's narrow outputs stay.
   bool gemm_c_fp32_ = false;
+  // The driver can reserve addresses apart from memory (alloc_narrow keeps 2 bytes per element);
+  // without it alloc_narrow is alloc, which narrow outputs fit as well.
+  bool vmm_ = false;
   // Live Use::Gemm and Use::Narrow outputs: fp32 range [begin, begin + 4 n) stands as the bf16
   // values at data; a Gemm one serves one read, a Narrow one (keep) every read until a write.
   struct Narrow {

@@ -19,6 +19,7 @@ struct Driver {
   decltype(&cuMemMap) map = nullptr;
   decltype(&cuMemUnmap) unmap = nullptr;
   decltype(&cuMemSetAccess) set_access = nullptr;
+  decltype(&cuDeviceGetAttribute) attribute = nullptr;
 };
 
 template <typename F>
@@ -44,6 +45,7 @@ const Driver& driver() {
     load(d.map, "cuMemMap");
     load(d.unmap, "cuMemUnmap");
     load(d.set_access, "cuMemSetAccess");
+    load(d.attribute, "cuDeviceGetAttribute");
     return d;
   }();
   return d;
@@ -62,6 +64,17 @@ size_t round_up(size_t x, size_t g) {
 }
 
 }  // namespace
+
+bool vmm_supported(int device) noexcept {
+  try {
+    int on = 0;
+    return driver().attribute(&on, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+                              device) == CUDA_SUCCESS &&
+           on;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 VmmRange vmm_alloc(int device, size_t reserve_bytes, size_t backed_bytes) {
   const Driver& d = driver();

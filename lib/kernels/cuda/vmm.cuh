@@ -16,6 +16,8 @@ struct VmmRange {
   unsigned long long handle = 0;    // CUmemGenericAllocationHandle of the backed part
 };
 
+// Whether the driver can do this on `device` (never throws).
+bool vmm_supported(int device) noexcept;
 // Throws Error naming the failed driver call (out of memory included).
 VmmRange vmm_alloc(int device, size_t reserve_bytes, size_t backed_bytes);
 // Unmaps and releases; the device must be done with the range. Never throws.
