@@ -26,9 +26,10 @@ struct LinearSite {
   int64_t in_local(int64_t tp) const { return split == 1 ? in / tp : in; }
   bool converts_input() const { return src != in_layout; }
   bool converts_output() const { return out_layout != dst; }
-  // The Use linear_forward honors for y: `use` where the GEMM writes y directly (no all-reduce,
-  // no layout conversion after it), else Any.
-  Use y_use(Use use) const { return split == 1 || converts_output() ? Use::Any : use; }
+  // Whether the GEMM writes y directly (no all-reduce, no layout conversion after it): then
+  // linear_forward honors y's Use, elsewhere y is fp32 (Any).
+  bool writes_y() const { return split != 1 && !converts_output(); }
+  Use y_use(Use use) const { return writes_y() ? use : Use::Any; }
 };
 
 // Forward: y (dst) = convert(x (src)) W^T. `xin` receives the converted input when

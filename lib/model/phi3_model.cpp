@@ -338,8 +338,7 @@ void Phi3Model::ensure_buffers(int B, int T) {
     grow(need_d2, N, L.qkv_layout.local_width(qkv_full, tp));
     if (L.down.converts_input()) grow(need_act, N, L.act_layout.local_width(I_, tp));
     need_ln |= L.qkv.converts_input() || L.gate_up.converts_input();
-    for (const LinearSite* s : {&L.o, &L.down})
-      branch_out_narrow &= s->y_use(Use::Narrow) == Use::Narrow;
+    for (const LinearSite* s : {&L.o, &L.down}) branch_out_narrow &= s->writes_y();
   }
   site(lm_head_, chunk);
 
@@ -367,8 +366,7 @@ void Phi3Model::ensure_buffers(int B, int T) {
     a.rstd1 = buf(N);
     a.ln1 = kept_input(L.qkv, N * H_);
     a.qkv_xin = xin(L.qkv);
-    a.att_in =
-        keep(L.qkv.y_use(Use::Narrow) == Use::Narrow, N * L.qkv_layout.local_width(qkv_full, tp));
+    a.att_in = keep(L.qkv.writes_y(), N * L.qkv_layout.local_width(qkv_full, tp));
     a.att_out = keep(narrow_use(L.o) == Use::Narrow, N * L.nq * hd_);
     a.lse = buf(N * L.nq);
     a.o_xin = xin(L.o);
@@ -376,16 +374,14 @@ void Phi3Model::ensure_buffers(int B, int T) {
     a.rstd2 = buf(N);
     a.ln2 = kept_input(L.gate_up, N * H_);
     a.gu_xin = xin(L.gate_up);
-    a.sw_in =
-        keep(L.gate_up.y_use(Use::Narrow) == Use::Narrow, N * L.gu_layout.local_width(2 * I_, tp));
+    a.sw_in = keep(L.gate_up.writes_y(), N * L.gu_layout.local_width(2 * I_, tp));
     a.act = kept_input(L.down, N * L.act_layout.local_width(I_, tp));
     a.down_xin = xin(L.down);
   }
   lnf_ = buf(N * H_);
   rstdf_ = buf(N);
   lm_xin_ = xin(lm_head_);
-  logits_ = narrow_logits() ? narrow_buf(size_t(chunk * logits_width_))
-                            : buf(size_t(chunk * logits_width_));
+  logits_ = keep(narrow_logits(), size_t(chunk * logits_width_));
   ce_ = buf((vocab_parallel_ce_ ? 4 : 3) * N);
   auto maybe = [&](size_t n) { return n ? buf(n) : nullptr; };
   sc_y_ = maybe(need_y);

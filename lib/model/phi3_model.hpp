@@ -167,7 +167,7 @@ class Phi3Model {
   void chunk_logits(int64_t r0, int64_t rows, Use use, float* out = nullptr);
   // Whether the logits chunk is narrow (the lm_head writes it directly): logits_ comes from
   // alloc_narrow and fp32 logits (gather_logits) need a buffer of their own.
-  bool narrow_logits() const { return lm_head_.y_use(Use::Narrow) == Use::Narrow; }
+  bool narrow_logits() const { return lm_head_.writes_y(); }
   std::vector<float> slot_to_host(const float* base, const std::string& name) const;
 
   ModelConfig config_;

@@ -24,6 +24,7 @@
 #include "partition/plan.hpp"
 #include "train/device.hpp"
 #include "train/flops.hpp"
+#include "train/grad_link.hpp"
 #ifdef AUTOTP_WITH_CUDA
 #include "kernels/cuda/cuda_backend.hpp"
 #endif
@@ -248,15 +249,14 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
     t = now;
   };
   float last_loss = 0;
-  const Phi3Model::GradsReadyFn grads_ready = [&opt](size_t o, size_t c) { opt.grads_ready(o, c); };
+  GradLink grads(model, opt, accum);
   auto train_step = [&] {
     auto t = Clock::now();
     float loss = 0;
     for (int64_t m = 0; m < accum; ++m) {
       next_batch();
-      // As the trainer: the last micro-batch's backward starts the DP sums (profiled, each
-      // completes at once and the phase includes it).
-      model.set_grads_ready(m + 1 == accum ? grads_ready : nullptr);
+      // As the trainer (profiled, each DP sum completes at once and the phase includes it).
+      grads.before_micro_batch(m);
       loss +=
           model.forward_backward(ids.data(), targets.data(), int(B), int(T), 1.0f / float(accum));
       phase_end("forward+backward", t);
@@ -271,10 +271,6 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
            ") is not finite: the benchmark's model diverged");
   };
 
-  opt.set_zero_grad([&model] { model.zero_grad(); });
-  // Accumulating micro-batches add in fp32.
-  model.set_narrow_weight_grads(opt.reads_narrow_grads() && accum == 1);
-  opt.zero_grad();
   for (int64_t s = 0; s < a.warmup; ++s) train_step();
   be.synchronize();
   MPI_Barrier(topo.world);

@@ -32,6 +32,7 @@
 #include "partition/plan.hpp"
 #include "train/device.hpp"
 #include "train/flops.hpp"
+#include "train/grad_link.hpp"
 #include "train/metrics.hpp"
 #include "train/stop_signal.hpp"
 
@@ -230,11 +231,7 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   }
 
   std::vector<int32_t> inputs(B * T), targets(B * T);
-  const Phi3Model::GradsReadyFn grads_ready = [&opt](size_t o, size_t c) { opt.grads_ready(o, c); };
-  opt.set_zero_grad([&model] { model.zero_grad(); });
-  // Accumulating micro-batches add in fp32.
-  model.set_narrow_weight_grads(opt.reads_narrow_grads() && accum == 1);
-  opt.zero_grad();
+  GradLink grads(model, opt, accum);
   auto run_start = std::chrono::steady_clock::now();
   for (int64_t step = result.start_step; step < a.num_steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
@@ -243,9 +240,7 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
     float loss_sum = 0;
     for (int64_t m = 0; m < accum; ++m) {
       fill_batch(tokens, T, batches[m], inputs.data(), targets.data());
-      // The last micro-batch's backward finishes the gradients layer by layer: each layer's DP
-      // sum starts while the earlier layers' backward runs.
-      model.set_grads_ready(m + 1 == accum ? grads_ready : nullptr);
+      grads.before_micro_batch(m);
       loss_sum += model.forward_backward(inputs.data(), targets.data(), int(B), int(T),
                                          1.0f / float(accum));
     }
