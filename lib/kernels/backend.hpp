@@ -68,7 +68,9 @@ class Backend {
   virtual void copy(const void* src, void* dst, size_t bytes) = 0;  // device to device
   virtual void fill_zero(void* p, size_t bytes) = 0;
   // Called whenever the model's parameters changed (load, init, optimizer step), so that a
-  // backend holding reduced-precision copies of the weights can refresh them.
+  // backend holding reduced-precision copies of the weights can refresh them. params may come
+  // from alloc_narrow (then they are the narrow weights themselves: every op reading them
+  // reads narrow values, the embedding table and the norm weights included).
   virtual void params_changed(const float* params, size_t n) { (void)params, (void)n; }
 
   float* alloc(size_t n) { return static_cast<float*>(alloc_bytes(n * sizeof(float))); }
@@ -80,6 +82,19 @@ class Backend {
   virtual float* alloc_narrow(size_t n) { return alloc(n); }
   // The bytes per element alloc_narrow keeps (for sizing buffers against a memory budget).
   virtual size_t narrow_bytes() const { return sizeof(float); }
+  // The values of n elements into, out of, or between buffers that may come from alloc_narrow:
+  // rounded to the narrow type on the way in, widened on the way out (the bf16 working weights
+  // of a ZeRO run whose fp32 master lives in the optimizer's shard). Elsewhere these are
+  // from_host, to_host and copy.
+  virtual void values_from_host(const float* host, float* dst, size_t n) {
+    from_host(host, dst, n * sizeof(float));
+  }
+  virtual void values_to_host(const float* src, float* host, size_t n) {
+    to_host(src, host, n * sizeof(float));
+  }
+  virtual void copy_values(const float* src, float* dst, size_t n) {
+    copy(src, dst, n * sizeof(float));
+  }
 
   // ---- dense linear algebra ----
   // C[M,N] (+)= op(A) @ op(B), op(A) [M,K], op(B) [K,N]; op(X) = X^T when transX. All dense,

@@ -19,7 +19,7 @@ void Phi3Model::load(const ModelFileReader& file) {
   for (auto& slot : layout_.slots) {
     host.resize(slot.numel);
     file.read_shard(*slot.spec, tg_.rank(), DType::F32, host.data());  // checks the shape
-    be_.from_host(host.data(), params_ + slot.offset, slot.numel * sizeof(float));
+    be_.values_from_host(host.data(), params_ + slot.offset, slot.numel);
   }
   params_changed();
 }

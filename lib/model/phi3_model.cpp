@@ -52,12 +52,13 @@ std::string layer_name(int64_t l, const char* what) {
 }  // namespace
 
 Phi3Model::Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int tp_rank,
-                     Comm& tp_comm, Backend& backend)
+                     Comm& tp_comm, Backend& backend, bool narrow_weights)
     : config_(config),
       plan_(plan),
       layout_(ParamLayout::from_plan(plan_)),
       be_(backend),
-      tg_(backend, tp_comm) {
+      tg_(backend, tp_comm),
+      narrow_weights_(narrow_weights) {
   const int64_t tp = tg_.size();
   check(tp_rank == tp_comm.rank(), "model: tp_rank ", tp_rank,
         " differs from the TP communicator's rank ", tp_comm.rank());
@@ -156,7 +157,7 @@ Phi3Model::Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int t
   logit_blocks_ = vocab_parallel_ce_ ? blocks_of(lm_head_.dst.ranges(tp_rank, tp))
                                      : std::vector<VocabBlock>{{0, 0, V_}};
 
-  params_ = be_.alloc(layout_.total);
+  params_ = narrow_weights_ ? be_.alloc_narrow(layout_.total) : be_.alloc(layout_.total);
   grads_ = be_.alloc(layout_.total);
 }
 
@@ -182,7 +183,7 @@ void Phi3Model::init_random(uint64_t seed) {
       init_normal_shard(*slot.spec, tg_.rank(), seed, std, embed ? config_.pad_token_id : -1,
                         host.data());
     }
-    be_.from_host(host.data(), params_ + slot.offset, slot.numel * sizeof(float));
+    be_.values_from_host(host.data(), params_ + slot.offset, slot.numel);
   }
   params_changed();
 }
@@ -224,7 +225,7 @@ void Phi3Model::settle_grads(size_t lo, size_t hi) {
 std::vector<float> Phi3Model::slot_to_host(const float* base, const std::string& name) const {
   const ParamSlot& s = layout_.at(name);
   std::vector<float> out(s.numel);
-  be_.to_host(base + s.offset, out.data(), s.numel * sizeof(float));
+  be_.values_to_host(base + s.offset, out.data(), s.numel);
   return out;
 }
 
@@ -241,7 +242,7 @@ std::vector<float> Phi3Model::grad_shard(const std::string& name) const {
 
 void Phi3Model::set_param_shard(const std::string& name, const float* host) {
   const ParamSlot& s = layout_.at(name);
-  be_.from_host(host, params_ + s.offset, s.numel * sizeof(float));
+  be_.values_from_host(host, params_ + s.offset, s.numel);
 }
 
 std::string Phi3Model::describe() const {

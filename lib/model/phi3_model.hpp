@@ -35,8 +35,11 @@ class Phi3Model {
   // plan: for every parameter of `config` (in ModelConfig::parameters() order) its split over
   // the tp_comm.size() ranks of the TP group; tp_rank = tp_comm.rank(). The model keeps a copy
   // of the plan and allocates its parameters and gradients (zeroed) on the backend.
+  // narrow_weights: the parameters come from alloc_narrow (bf16 on CUDA, 2 bytes each), for an
+  // optimizer that keeps the fp32 master copy itself (ZeroOptimizer::keeps_master_copy); values
+  // written into them (init, load, the optimizer's update) are rounded.
   Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int tp_rank, Comm& tp_comm,
-            Backend& backend);
+            Backend& backend, bool narrow_weights = false);
   ~Phi3Model();
   Phi3Model(const Phi3Model&) = delete;
   Phi3Model& operator=(const Phi3Model&) = delete;
@@ -109,7 +112,9 @@ class Phi3Model {
   int tp_rank() const { return int(tg_.rank()); }
   int tp_size() const { return int(tg_.size()); }
   Backend& backend() { return be_; }
-  // Flat fp32 buffers on the backend's device, ParamLayout order.
+  // Flat buffers on the backend's device, ParamLayout order: grads fp32, params fp32 or narrow
+  // (narrow_weights(); read and write their values with Backend::values_*).
+  bool narrow_weights() const { return narrow_weights_; }
   float* params() { return params_; }
   float* grads() { return grads_; }
   const float* params() const { return params_; }
@@ -177,6 +182,7 @@ class Phi3Model {
   TpGroup tg_;
   float* params_ = nullptr;
   float* grads_ = nullptr;
+  bool narrow_weights_ = false;
 
   // Structure decided once from the plan.
   int64_t H_, hd_, rd_, I_, V_;

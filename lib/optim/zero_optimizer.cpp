@@ -93,13 +93,11 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
     state_hi_ = own_hi_;
   }
   const size_t ns = state_numel();
-  // When this rank's state covers the whole buffer (stage 0, or dp = 1) the parameters are the
-  // master copy: a second fp32 copy would only cost 4 bytes per parameter.
-  master_is_params_ = state_lo_ == 0 && state_hi_ == layout.total;
+  master_is_params_ = !keeps_master_copy(stage_, dp_.size());
   master_ = master_is_params_ ? params_ : be_.alloc(ns);
   m_ = be_.alloc(ns);  // zero-filled
   v_ = be_.alloc(ns);
-  if (ns && !master_is_params_) be_.copy(params_ + state_lo_, master_, ns * sizeof(float));
+  if (ns && !master_is_params_) be_.copy_values(params_ + state_lo_, master_, ns);
   // The pieces: [0, total) cut at the shard boundaries (element i belongs to DP rank i / S)
   // and at multiples of bucket_numel. A group of one sums nothing: no pieces.
   for (size_t at = 0; n > 1 && at < layout.total;) {
@@ -265,7 +263,7 @@ void ZeroOptimizer::publish_params() {
   const int n = dp_.size();
   if (stage_ == 0 || n == 1) {
     if (state_numel() && !master_is_params_)
-      be_.copy(master_, params_ + state_lo_, state_numel() * sizeof(float));
+      be_.copy_values(master_, params_ + state_lo_, state_numel());
     return;
   }
   // All-gather chunk by chunk: chunk [c, c + k) of every rank's shard travels in one call;
@@ -282,7 +280,7 @@ void ZeroOptimizer::publish_params() {
     for (int d = 0; d < n; ++d) {
       const size_t b = std::min(layout_.total, d * shard_size_ + c);
       const size_t e = std::min(layout_.total, b + k);
-      if (e > b) be_.copy(recv + d * k, params_ + b, (e - b) * sizeof(float));
+      if (e > b) be_.copy_values(recv + d * k, params_ + b, e - b);
     }
   }
 }

@@ -80,6 +80,9 @@ class ZeroOptimizer {
 
   // params and grads: the model's buffers of layout.total floats on `backend` (not owned, must
   // outlive this). The master copy starts from params, which must be equal on every DP rank.
+  // Where keeps_master_copy(), params may be narrow (Phi3Model narrow_weights): the optimizer
+  // reads and writes them by value (Backend::copy_values), rounding its fp32 master into them.
+  // Else params are the master copy and must be fp32.
   // grad_clip: ds_config gradient_clipping (0 = off). dp, tp: this rank's DP and TP groups,
   // able to address the backend's memory.
   ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double grad_clip,
@@ -126,6 +129,12 @@ class ZeroOptimizer {
   // 1/2): after loading master from a checkpoint. Where the state covers the whole buffer
   // (stage 0, or dp = 1) the master IS params (no second fp32 copy) and this is a no-op.
   void publish_params();
+
+  // Whether the optimizer keeps its own fp32 master copy (ZeRO-1/2 over several DP ranks: of
+  // its shard only), so that the model's working weights need not be fp32: Megatron's
+  // distributed optimizer, bf16 weights beside an fp32 master shard. Else the weights are the
+  // master (a second fp32 copy would only cost 4 bytes per parameter).
+  static bool keeps_master_copy(int zero_stage, int dp) { return zero_stage > 0 && dp > 1; }
 
   // [begin, end) of DP rank r's shard of a flat buffer of `total` elements.
   static std::pair<size_t, size_t> shard_range(size_t total, int dp, int r);

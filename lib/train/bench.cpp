@@ -204,7 +204,8 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   const double bandwidth_gbs = measure_bandwidth_gbs(be, size_t(on_gpu ? 256 : 64) << 20);
 
   auto t_init = Clock::now();
-  Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, be);
+  Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, be,
+                  ZeroOptimizer::keeps_master_copy(int(a.zero_stage), topo.dp));
   model.set_logits_chunk_rows(a.logits_chunk_rows);
   model.init_random(uint64_t(a.seed));
   ZeroOptimizer opt(opt_cfg, int(a.zero_stage), clip, model.layout(), model.params(), model.grads(),

@@ -154,7 +154,8 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   Backend& backend = *dev.backend;
   Comm* tp_comm = dev.tp.get();
   Comm* dp_comm = dev.dp.get();
-  Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, backend);
+  Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, backend,
+                  ZeroOptimizer::keeps_master_copy(ds.zero_stage, topo.dp));
   if (file)
     model.load(*file);
   else

@@ -12,6 +12,10 @@
 #   2. 8 layers, seq 512 x micro 16.
 #   3. 32 layers (the full Phi-4-mini), seq 2048, micro 1, 2, 4, 8 tried in turn until one does
 #      not fit (LADDER overrides the list).
+#   4. Memory per rank over DP (issue #19): 8 layers, seq 2048 x micro 1, ZeRO-2, DP 1, 2, 4 and
+#      8 (DPS overrides) as ranks sharing the GPU through the MPI-staged communicator.
+#   5. A reduced Phi-4 (its widths, 4 layers) at TP 2 x DP 4 = 8 ranks on the one GPU, ZeRO-2,
+#      seq 2048 x micro 1.
 # RUNS lists case:impl pairs in the order they run, most important first, so that a run cut
 # short by the device's time keeps what matters (bench.md is rewritten after each). Default:
 #   "1:autotp 1:torch-compile 2:autotp 1:torch-eager 2:torch-compile 3:autotp 2:torch-eager
@@ -27,7 +31,9 @@
 # backward recompute dS instead of storing it.)
 # "tiny" in RUNS is a smoke test of this script on the CPU (the tiny preset, autotp and eager).
 # Environment: PYTHON (python3), MPIRUN (mpirun), STEPS (10), WARMUP (3), RUN_TIMEOUT (240 s
-# per run), GEMM_SIZE (8192), LADDER ("1 2 4 8"), DEVICE (tiny: cpu).
+# per run), GEMM_SIZE (8192), LADDER ("1 2 4 8"), DPS ("1 2 4 8"), DEVICE (tiny: cpu), NP (ranks
+# of an autotp run, 1; cases 4 and 5 set their own), BENCH_ARGS (added to every autotp run, e.g.
+# the activation checkpointing switch).
 set -uo pipefail
 
 if [ $# -ne 2 ]; then
@@ -70,8 +76,9 @@ run() {
     [ "$impl" = autotp-tuned ] &&
       env=(-x AUTOTP_GEMM_TUNE=1 -x "AUTOTP_GEMM_TUNE_FILE=$OUT/gemm_tuning.txt")
     [ "$impl" = autotp-untuned ] && env=(-x AUTOTP_GEMM_TUNE=0)
-    timeout "$RUN_TIMEOUT" "$MPIRUN" --allow-run-as-root --bind-to none "${env[@]}" -np 1 \
-      "$BENCH" --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" >>"$log" 2>&1
+    timeout "$RUN_TIMEOUT" "$MPIRUN" --allow-run-as-root --oversubscribe --bind-to none \
+      "${env[@]}" -np "${NP:-1}" "$BENCH" --steps "$STEPS" --warmup "$WARMUP" --json "$json" \
+      ${BENCH_ARGS:-} "$@" >>"$log" 2>&1
   else
     timeout "$RUN_TIMEOUT" "$PYTHON" "$HERE/hf_reference_bench.py" \
       --mode "${impl#torch-}" --steps "$STEPS" --warmup "$WARMUP" --json "$json" "$@" \
@@ -142,6 +149,17 @@ for r in $RUNS; do
       # Fewer steps: each rung of the ladder is a full run.
       STEPS=5 WARMUP=2 ladder 3-32layers-seq2048 "$impl" --model phi-4-mini --seq_length 2048
       ;;
+    4)
+      for dp in ${DPS:-1 2 4 8}; do
+        NP=$dp STEPS=5 WARMUP=2 run "4-mem-8layers-dp$dp" "$impl" --model phi-4-mini --layers 8 \
+          --seq_length 2048 --micro_batch_size 1 --zero_stage 2 --dp_size "$dp" --comm mpi
+        table
+      done
+      ;;
+    5)
+      NP=8 STEPS=3 WARMUP=1 run 5-phi4-4layers-tp2dp4 "$impl" --model phi-4 --layers 4 \
+        --tp_size 2 --dp_size 4 --seq_length 2048 --micro_batch_size 1 --zero_stage 2 --comm mpi
+      ;;
     tiny)
       # A smoke test of this script on any machine (CPU included): the tiny preset.
       shape=(--model tiny --seq_length 128 --device "${DEVICE:-cpu}")
@@ -149,7 +167,7 @@ for r in $RUNS; do
       run 0-tiny torch-eager "${shape[@]}" --micro_batch_size 4; table
       STEPS=2 WARMUP=1 ladder 0-tiny-ladder autotp "${shape[@]}"
       ;;
-    *) echo "unknown run '$r' in RUNS (case:impl, case 1, 2 or 3)" >&2 ;;
+    *) echo "unknown run '$r' in RUNS (case:impl, case 1 to 5)" >&2 ;;
   esac
   table
 done

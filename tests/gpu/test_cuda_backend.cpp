@@ -536,6 +536,87 @@ TEST_F(CudaVsCpu, NarrowAllocations) {
   gpu_->synchronize();
 }
 
+// Narrow weights (Phi3Model's narrow_weights beside ZeroOptimizer's fp32 master shard): the
+// parameters come from alloc_narrow and are their own bf16 copy; values_from_host rounds into
+// them and values_to_host widens out of them bit for bit; the embedding, the norms and the GEMMs
+// read their bf16 values (the CPU gets the same rounded weights); copy_values moves values
+// between them and an fp32 master, rounding on the way in.
+TEST_F(CudaVsCpu, NarrowWeights) {
+  ASSERT_EQ(gpu_->narrow_bytes(), 2u) << "run without AUTOTP_CUDA_GEMM_OUTPUTS";
+  const int64_t V = 50, H = 96, O = 72, N = 37;
+  const size_t n_embed = size_t(V * H), n_w = size_t(O * H), P = n_embed + H + n_w;
+  auto round = [](float f) {
+    uint32_t u = uint32_t(bf16_bits(f)) << 16;
+    float r;
+    std::memcpy(&r, &u, sizeof r);
+    return r;
+  };
+  std::vector<float> w = random(P), wr(P);
+  for (size_t i = 0; i < P; ++i) wr[i] = round(w[i]);
+  for (size_t i = n_embed; i < n_embed + H; ++i) wr[i] = round(w[i] = 1.0f + 0.5f * w[i]);
+  Twin params;
+  params.n = P;
+  params.c = cpu_->alloc(P);
+  cpu_bufs_.push_back(params.c);
+  const size_t before = gpu_->peak_bytes();
+  params.g = gpu_->alloc_narrow(P);
+  gpu_bufs_.push_back(params.g);
+  EXPECT_LE(gpu_->peak_bytes() - before, 2 * P + (size_t(2) << 20))
+      << "narrow weights kept more than 2 bytes per parameter";
+  cpu_->from_host(wr.data(), params.c, P * sizeof(float));
+  gpu_->values_from_host(w.data(), params.g, P);
+  gpu_->params_changed(params.g, P);
+  cpu_->params_changed(params.c, P);
+  std::vector<float> back(P);
+  gpu_->values_to_host(params.g, back.data(), P);
+  EXPECT_EQ(0, std::memcmp(back.data(), wr.data(), P * sizeof(float)))
+      << "values_to_host of narrow weights differs from the rounded values written";
+  const float* embed[2] = {params.c, params.g};
+  const float* norm[2] = {params.c + n_embed, params.g + n_embed};
+  const float* W[2] = {norm[0] + H, norm[1] + H};
+
+  std::vector<int32_t> ids(N);
+  for (int64_t i = 0; i < N; ++i) ids[size_t(i)] = int32_t((i * 7) % V);
+  TwinI ti = upload_ids(ids);
+  Twin emb = upload(random(size_t(N * H)));  // embedding_forward adds
+  const std::vector<VocabBlock> blocks{{0, 0, V}};
+  cpu_->embedding_forward(ti.c, N, embed[0], H, blocks, emb.c);
+  gpu_->embedding_forward(ti.g, N, embed[1], H, blocks, emb.g);
+  expect_close("embedding_forward from a narrow table", emb, kFp32Tol);
+
+  Twin out = poisoned(size_t(N * H)), rstd = poisoned(size_t(N));
+  cpu_->rmsnorm_forward(emb.c, norm[0], N, H, 1e-5f, out.c, rstd.c, Use::Any);
+  gpu_->rmsnorm_forward(emb.g, norm[1], N, H, 1e-5f, out.g, rstd.g, Use::Any);
+  expect_close("rmsnorm_forward with a narrow weight", out, kFp32Tol);
+  Twin dout = upload(random(size_t(N * H))), dx = upload(random(size_t(N * H)));
+  Twin dw = upload(random(size_t(H)));
+  cpu_->rmsnorm_backward(dout.c, emb.c, norm[0], rstd.c, N, H, dx.c, dw.c, Use::Any);
+  gpu_->rmsnorm_backward(dout.g, emb.g, norm[1], rstd.g, N, H, dx.g, dw.g, Use::Any);
+  expect_close("rmsnorm_backward dx with a narrow weight", dx, kFp32Tol);
+  expect_close("rmsnorm_backward dw with a narrow weight", dw, kFp32Tol);
+
+  Twin y = poisoned(size_t(N * O));
+  cpu_->linear_gemm(N, O, H, out.c, W[0], y.c, Use::Any);
+  gpu_->linear_gemm(N, O, H, out.g, W[1], y.g, Use::Any);
+  expect_close("linear_gemm with a narrow weight", y, kBf16Tol);
+
+  // The optimizer's round trip: master <- narrow weights (exact), weights <- a new master.
+  float* master = gpu_->alloc(n_w);
+  gpu_bufs_.push_back(master);
+  gpu_->copy_values(W[1], master, n_w);
+  EXPECT_EQ(
+      0, std::memcmp(host(*gpu_, master, n_w).data(), wr.data() + n_embed + H, n_w * sizeof(float)))
+      << "copy_values from narrow weights into fp32 differs from their values";
+  const std::vector<float> m2 = random(n_w);
+  gpu_->from_host(m2.data(), master, n_w * sizeof(float));
+  gpu_->copy_values(master, const_cast<float*>(W[1]), n_w);
+  gpu_->values_to_host(W[1], back.data(), n_w);
+  size_t bad = 0;
+  for (size_t i = 0; i < n_w; ++i) bad += back[i] != round(m2[i]);
+  EXPECT_EQ(bad, 0u) << "copy_values from fp32 into narrow weights did not round to nearest";
+  gpu_->synchronize();
+}
+
 // Narrow weight gradients (linear_backward_gemms' dW_use, as Phi3Model writes them for the
 // optimizer): the dW GEMM leaves bf16 of its fp32 result in place; sum_squares over a range that
 // holds it between fp32 values reads it as bf16; adamw gives the same bits from it as from an

@@ -144,6 +144,12 @@ void CudaBackendImpl::free_bytes(void* p) {
   // Unlike cudaFree, unmapping does not wait for the kernels that use the memory.
   AUTOTP_CUDA(cudaDeviceSynchronize());
   forget_narrow(p, it->second.n * sizeof(float));
+  if (params_narrow_ && params_ == p) {
+    params_ = nullptr;
+    params_n_ = 0;
+    params_narrow_ = false;
+    shadow_ = nullptr;
+  }
   current_bytes_ -= it->second.range.backed;
   vmm_free(it->second.range);
   narrow_allocs_.erase(it);

@@ -225,6 +225,9 @@ class CudaBackendImpl final : public CudaBackend {
   void fill_zero(void* p, size_t bytes) override;
   void params_changed(const float* params, size_t n) override;
   float* alloc_narrow(size_t n) override;
+  void values_from_host(const float* host, float* dst, size_t n) override;
+  void values_to_host(const float* src, float* host, size_t n) override;
+  void copy_values(const float* src, float* dst, size_t n) override;
   size_t narrow_bytes() const override { return narrow_off_ || gemm_c_fp32_ || !vmm_ ? 4 : 2; }
 
   AUTOTP_BACKEND_OVERRIDES
@@ -254,6 +257,7 @@ class CudaBackendImpl final : public CudaBackend {
     Wide,
     WideB,
     WideC,
+    Weight,
     Count
   };
   void* scratch(Scratch which, size_t bytes);
@@ -274,6 +278,12 @@ class CudaBackendImpl final : public CudaBackend {
   // x as fp32 for a kernel that reads only fp32: x itself, or its narrow copy widened into the
   // Wide scratch slot.
   const float* widened(const float* x, size_t n, Scratch slot = Scratch::Wide);
+  // A weight as fp32 for a kernel that reads only fp32 (the norms): w itself, or, where the
+  // parameters are narrow, its bf16 values widened into the Weight scratch slot.
+  const float* weight_f32(const float* w, size_t n);
+  // The bf16 values of [p, p + n) when that range lies inside a buffer from alloc_narrow, else
+  // null.
+  __nv_bfloat16* narrow_data(const float* p, size_t n) const;
   // Every op calls this for each buffer it writes in fp32: a narrow copy of a range it overlaps
   // is stale from then on. Fails for a buffer from alloc_narrow (it has no room for fp32).
   void wrote(const void* p, size_t bytes);
@@ -338,9 +348,11 @@ class CudaBackendImpl final : public CudaBackend {
   void* scratch_[int(Scratch::Count)] = {};
   size_t scratch_bytes_[int(Scratch::Count)] = {};
 
-  // bf16 copy of [params_, params_ + params_n_), refreshed by params_changed().
+  // bf16 copy of [params_, params_ + params_n_), refreshed by params_changed(); where the
+  // parameters come from alloc_narrow (params_narrow_) their own memory, not allocated here.
   const float* params_ = nullptr;
   size_t params_n_ = 0;
+  bool params_narrow_ = false;
   __nv_bfloat16* shadow_ = nullptr;
   size_t shadow_cap_ = 0;
   // Parameters that AdamW updated (writing their shadow too) since the last params_changed(),

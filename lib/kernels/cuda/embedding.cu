@@ -8,15 +8,24 @@
 namespace autotp::cuda {
 
 namespace {
-// out[i, :] += table[row(id_i), :] when a block holds id_i.
-__global__ void embedding_forward_kernel(const int32_t* ids, const float* table, int64_t dim,
+// out[i, :] += table[row(id_i), :] when a block holds id_i. The table is fp32, or bf16 where
+// the parameters are narrow.
+template <typename T>
+__global__ void embedding_forward_kernel(const int32_t* ids, const T* table, int64_t dim,
                                          Blocks blocks, float* out) {
   const int64_t i = blockIdx.x;
   const int64_t row = blocks.local(ids[i]);
   if (row < 0) return;
-  const float* e = table + row * dim;
+  const T* e = table + row * dim;
   float* o = out + i * dim;
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) o[j] += e[j];
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) o[j] += to_float(e[j]);
+}
+
+// The rows of a table its blocks cover.
+int64_t table_rows(const std::vector<VocabBlock>& blocks) {
+  int64_t rows = 0;
+  for (const VocabBlock& k : blocks) rows = std::max(rows, k.col + k.len);
+  return rows;
 }
 
 __global__ void iota_kernel(int32_t* v, int64_t n) {
@@ -57,7 +66,11 @@ void CudaBackendImpl::embedding_forward(const int32_t* ids, int64_t n, const flo
   const Blocks b = to_blocks(blocks, "embedding_forward");
   Timed t(*this, "embedding");
   wrote(out, size_t(n * dim) * sizeof(float));
-  embedding_forward_kernel<<<unsigned(n), kThreads, 0, stream_>>>(ids, table, dim, b, out);
+  const __nv_bfloat16* t16 =
+      params_narrow_ ? shadow_of(table, size_t(table_rows(blocks) * dim)) : nullptr;
+  with_input(t16, table, [&](auto* t) {
+    embedding_forward_kernel<<<unsigned(n), kThreads, 0, stream_>>>(ids, t, dim, b, out);
+  });
   AUTOTP_LAUNCHED("embedding_forward_kernel");
 }
 
@@ -68,8 +81,7 @@ void CudaBackendImpl::embedding_backward(const int32_t* ids, int64_t n, const fl
   check(n <= INT32_MAX, "cuda embedding_backward: ", n, " tokens exceed the grid size");
   const Blocks b = to_blocks(blocks, "embedding_backward");
   Timed t(*this, "embedding");
-  int64_t rows = 0;  // of the table: its blocks' extent
-  for (const VocabBlock& k : blocks) rows = std::max(rows, k.col + k.len);
+  const int64_t rows = table_rows(blocks);
   wrote(dtable, size_t(rows * dim) * sizeof(float));
   // One scratch buffer: sorted ids, token order before and after the sort, cub's workspace.
   const int num = int(n);

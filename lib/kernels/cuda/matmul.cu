@@ -32,6 +32,19 @@ void to_bf16(const float* x, __nv_bfloat16* y, size_t n, cudaStream_t stream) {
 }
 
 void CudaBackendImpl::params_changed(const float* params, size_t n) {
+  if (__nv_bfloat16* own = narrow_data(params, n)) {
+    // Narrow parameters are their own bf16 copy: nothing to convert, no second buffer.
+    if (!params_narrow_) device_free(shadow_);
+    params_ = params;
+    params_n_ = n;
+    params_narrow_ = true;
+    shadow_ = own;
+    shadow_cap_ = 0;
+    shadow_fresh_ = 0;
+    return;
+  }
+  if (params_narrow_) shadow_ = nullptr;
+  params_narrow_ = false;
   const bool fresh = params == params_ && n == params_n_ && shadow_fresh_ == n && n;
   if (shadow_cap_ < n) {
     device_free(shadow_);
@@ -141,6 +154,71 @@ const float* CudaBackendImpl::widened(const float* x, size_t n, Scratch slot) {
   to_f32_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x16, y, n);
   AUTOTP_LAUNCHED("to_f32_kernel");
   return y;
+}
+
+const float* CudaBackendImpl::weight_f32(const float* w, size_t n) {
+  const __nv_bfloat16* w16 = params_narrow_ ? shadow_of(w, n) : nullptr;
+  if (!w16) return w;
+  auto* y = static_cast<float*>(scratch(Scratch::Weight, n * sizeof(float)));
+  to_f32_kernel<<<grid_for(n), kThreads, 0, stream_>>>(w16, y, n);
+  AUTOTP_LAUNCHED("to_f32_kernel");
+  return y;
+}
+
+__nv_bfloat16* CudaBackendImpl::narrow_data(const float* p, size_t n) const {
+  if (narrow_allocs_.empty() || !p) return nullptr;
+  const auto b = reinterpret_cast<uintptr_t>(p);
+  auto it = narrow_allocs_.upper_bound(b);
+  if (it == narrow_allocs_.begin()) return nullptr;
+  --it;
+  if (b + n * sizeof(float) > it->first + it->second.n * sizeof(float)) return nullptr;
+  return reinterpret_cast<__nv_bfloat16*>(it->first) + (b - it->first) / sizeof(float);
+}
+
+namespace {
+// Host <-> narrow transfers go through fp32 scratch of at most this many values (64 MiB).
+constexpr size_t kValuesChunk = size_t(1) << 24;
+}  // namespace
+
+void CudaBackendImpl::values_from_host(const float* host, float* dst, size_t n) {
+  __nv_bfloat16* d16 = narrow_data(dst, n);
+  if (!d16) return from_host(host, dst, n * sizeof(float));
+  for (size_t at = 0; at < n; at += kValuesChunk) {
+    const size_t k = std::min(kValuesChunk, n - at);
+    auto* tmp = static_cast<float*>(scratch(Scratch::Wide, k * sizeof(float)));
+    from_host(host + at, tmp, k * sizeof(float));
+    to_bf16(tmp, d16 + at, k, stream_);
+  }
+  AUTOTP_CUDA(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackendImpl::values_to_host(const float* src, float* host, size_t n) {
+  const __nv_bfloat16* s16 = narrow_data(src, n);
+  if (!s16) return to_host(src, host, n * sizeof(float));
+  for (size_t at = 0; at < n; at += kValuesChunk) {
+    const size_t k = std::min(kValuesChunk, n - at);
+    auto* tmp = static_cast<float*>(scratch(Scratch::Wide, k * sizeof(float)));
+    to_f32_kernel<<<grid_for(k), kThreads, 0, stream_>>>(s16 + at, tmp, k);
+    AUTOTP_LAUNCHED("to_f32_kernel");
+    to_host(tmp, host + at, k * sizeof(float));
+  }
+}
+
+void CudaBackendImpl::copy_values(const float* src, float* dst, size_t n) {
+  if (!n || src == dst) return;
+  const __nv_bfloat16* s16 = narrow_data(src, n);
+  __nv_bfloat16* d16 = narrow_data(dst, n);
+  if (!s16 && !d16) return copy(src, dst, n * sizeof(float));
+  if (s16 && d16) {
+    AUTOTP_CUDA(
+        cudaMemcpyAsync(d16, s16, n * sizeof(__nv_bfloat16), cudaMemcpyDeviceToDevice, stream_));
+  } else if (d16) {
+    to_bf16(src, d16, n, stream_);
+  } else {
+    wrote(dst, n * sizeof(float));
+    to_f32_kernel<<<grid_for(n), kThreads, 0, stream_>>>(s16, dst, n);
+    AUTOTP_LAUNCHED("to_f32_kernel");
+  }
 }
 
 const __nv_bfloat16* CudaBackendImpl::bf16_operand(const float* x, size_t n, Scratch slot) {

@@ -139,6 +139,7 @@ void CudaBackendImpl::norm_forward(const float* x, const float* residual, float*
   const __nv_bfloat16* x16 = residual ? narrow_of(x, size_t(N * H), false) : nullptr;
   __nv_bfloat16* narrow =
       narrow_output(out, size_t(N * H), use, {{x, bytes}, {residual, bytes}, {sum, bytes}});
+  w = weight_f32(w, size_t(H));
   const bool vec = H % 4 == 0 && aligned16(x, w, out) && (!residual || aligned16(residual, sum));
   with_input(x16, x, [&](auto* xp) {
     dispatch_out(vec, out, narrow, [&](auto k, auto* o) {
@@ -178,6 +179,7 @@ void CudaBackendImpl::rmsnorm_backward(const float* dout, const float* x, const 
         " exceeds the shared memory of a block (58112 columns)");
   auto* partial =
       static_cast<float*>(scratch(Scratch::NormPartial, size_t(chunks * H) * sizeof(float)));
+  w = weight_f32(w, size_t(H));
   dispatch_k(H % 4 == 0 && aligned16(dout, x, w, dx), [&](auto k) {
     with_input(dout16, dout, [&](auto* g) {
       auto kernel = rmsnorm_backward_kernel<decltype(k)::value,
