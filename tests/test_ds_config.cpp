@@ -155,6 +155,21 @@ TEST(DsConfig, OptimizerDefaultsFollowDeepSpeed) {
   EXPECT_DOUBLE_EQ(adam.optimizer.eps, 1e-8);
 }
 
+TEST(DsConfig, AMissingOptimizerBlockIsNamedWithTheValuesUsed) {
+  DsConfig none = DsConfig::from_json(json::object(), "cfg.json");
+  EXPECT_FALSE(none.has_optimizer);
+  EXPECT_EQ(none.optimizer_defaults_note(),
+            "cfg.json has no optimizer block, so autotp trains with AdamW with lr 0.0003, betas "
+            "[0.9, 0.999], eps 1e-08, weight_decay 0.01 (add \"optimizer\": {\"type\": "
+            "\"AdamW\", \"params\": {\"lr\": ...}} to choose; --lr sets the lr)");
+  none.optimizer.lr = 0.02;  // as --lr sets it: the note says the value used
+  EXPECT_NE(none.optimizer_defaults_note().find("AdamW with lr 0.02, "), std::string::npos);
+  EXPECT_TRUE(DsConfig::from_json({{"optimizer", {{"type", "Adam"}}}}, "cfg.json").has_optimizer);
+  // The seed's config has none.
+  EXPECT_FALSE(
+      DsConfig::from_file(AUTOTP_SOURCE_DIR "/configs/seed-phi4-multimodal.json").has_optimizer);
+}
+
 TEST(DsConfig, WarmupLrCarriesItsLearningRatesOver) {
   DsConfig c = DsConfig::from_json({{"optimizer", {{"type", "AdamW"}, {"params", {{"lr", 1e-4}}}}},
                                     {"scheduler",

@@ -3,6 +3,7 @@
 // prints. The seed's shape [3, -1] is rejected with the exact shape to write.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "core/error.hpp"
@@ -48,14 +49,42 @@ const json kMiniQkv = {{3072, 1024, 1024}, -1};
 
 }  // namespace
 
-TEST(PartitionGqa, ShapeTextAndWorkableTp) {
+TEST(PartitionGqa, ShapeText) {
   EXPECT_EQ(qkv_shape_text(ModelConfig::preset("phi-4")), "[[5120, 1280, 1280], -1]");
   EXPECT_EQ(qkv_shape_text(ModelConfig::preset("phi-4-mini")), "[[3072, 1024, 1024], -1]");
   EXPECT_EQ(qkv_shape_text(ModelConfig::preset("phi-4-multimodal")), "[[3072, 1024, 1024], -1]");
   EXPECT_EQ(qkv_shape_text(ModelConfig::preset("tiny")), "[[128, 64, 64], -1]");
-  EXPECT_EQ(workable_tp_sizes(ModelConfig::preset("phi-4")), (std::vector<int64_t>{1, 2, 5, 10}));
-  EXPECT_EQ(workable_tp_sizes(ModelConfig::preset("phi-4-mini")),
-            (std::vector<int64_t>{1, 2, 4, 8}));
+}
+
+// The tp values listed are exactly those build_plan accepts, vocab_parallel included: Phi-4's
+// vocabulary of 100352 = 2^11 x 49 does not divide by 5 or 10.
+TEST(PartitionGqa, PlannableTpIsWhatPlans) {
+  struct Case {
+    const char* model;
+    json qkv;
+    bool vocab_parallel;
+    std::vector<int64_t> want;
+  };
+  for (const Case& c :
+       {Case{"phi-4", kPhi4Qkv, false, {1, 2, 5, 10}}, Case{"phi-4", kPhi4Qkv, true, {1, 2}},
+        Case{"phi-4-mini", kMiniQkv, false, {1, 2, 4, 8}},
+        Case{"phi-4-mini", kMiniQkv, true, {1, 2, 4, 8}}, Case{"phi-4", json{3, -1}, false, {}}}) {
+    json tp_block = phi_specs(c.qkv);
+    tp_block["partition_config"]["vocab_parallel"] = c.vocab_parallel;
+    const PartitionConfig pc = PartitionConfig::from_json(tp_block, "ds.json");
+    const ModelConfig mc = ModelConfig::preset(c.model);
+    const std::vector<int64_t> got = plannable_tp_sizes(pc, mc);
+    EXPECT_EQ(got, c.want) << c.model << " vocab_parallel " << c.vocab_parallel;
+    for (int64_t tp = 1; tp <= mc.num_attention_heads; ++tp) {
+      const bool listed = std::find(got.begin(), got.end(), tp) != got.end();
+      EXPECT_EQ(plan_error(tp_block, c.model, tp).empty(), listed) << c.model << " tp " << tp;
+    }
+  }
+  // The shipped Phi-4 config (vocab_parallel on) at tp 5: refused, and 5 is not offered.
+  auto j = json::parse(std::ifstream(AUTOTP_SOURCE_DIR "/configs/phi-4.json"));
+  std::string e = plan_error(j["tensor_parallel"], "phi-4", 5);
+  EXPECT_TRUE(has(e, "vocab_size 100352 is not divisible by tp 5")) << e;
+  EXPECT_TRUE(has(e, ". tp values that work for this model under this config: 1 or 2")) << e;
 }
 
 TEST(PartitionGqa, Phi4CorrectShapeWorksWhereTpDividesTheKvHeads) {
@@ -67,7 +96,7 @@ TEST(PartitionGqa, Phi4CorrectShapeWorksWhereTpDividesTheKvHeads) {
                     "[7680, 5120]: tp " +
                         std::to_string(tp) + " does not divide the 10 KV heads"))
         << e;
-    EXPECT_TRUE(has(e, "tp values that work for this model: 1, 2, 5 or 10")) << e;
+    EXPECT_TRUE(has(e, "tp values that work for this model under this config: 1, 2, 5 or 10")) << e;
   }
   // 1280 / 4 = 320 rows would pass a plain divisibility check: 2.5 heads per rank.
   PartitionPlan p2 = build_plan(PartitionConfig::from_json(phi_specs(kPhi4Qkv), "ds.json"),
@@ -84,7 +113,7 @@ TEST(PartitionGqa, Phi4MiniCorrectShapeWorksAtEveryPowerOfTwo) {
     for (int64_t tp : {1, 2, 4, 8}) EXPECT_EQ(plan_error(phi_specs(kMiniQkv), model, tp), "") << tp;
     std::string e = plan_error(phi_specs(kMiniQkv), model, 16);
     EXPECT_TRUE(has(e, "tp 16 does not divide the 8 KV heads (24 query heads)")) << e;
-    EXPECT_TRUE(has(e, "tp values that work for this model: 1, 2, 4 or 8")) << e;
+    EXPECT_TRUE(has(e, "tp values that work for this model under this config: 1, 2, 4 or 8")) << e;
     e = plan_error(phi_specs(kMiniQkv), model, 3);
     EXPECT_TRUE(has(e, "tp 3 does not divide the 8 KV heads")) << e;
   }
@@ -100,6 +129,10 @@ TEST(PartitionGqa, EqualThirdsAreRejectedWithTheExactShape) {
                     "at the Q/K/V boundaries"))
         << tp << ": " << e;
     EXPECT_TRUE(has(e, "write \"shape\": [[5120, 1280, 1280], -1]")) << e;
+    EXPECT_TRUE(has(e,
+                    "with \"partition_dim\": 0. With that shape, the tp values that work for "
+                    "this model under this config: 1, 2, 5 or 10"))
+        << e;
   }
   // Phi-4-mini and the multimodal text model: 5120 rows do not divide by 3 at all.
   for (const char* model : {"phi-4-mini", "phi-4-multimodal"})
@@ -134,6 +167,11 @@ TEST(PartitionGqa, TheSeedConfigIsRejected) {
                     "model.layers.0.self_attn.qkv_proj.weight [5120, 3072]"))
         << e.what();
     EXPECT_TRUE(has(e.what(), "\"shape\": [[3072, 1024, 1024], -1]")) << e.what();
+    // In the same message: which tp values the model allows once the shape is written.
+    EXPECT_TRUE(has(e.what(),
+                    ". With that shape, the tp values that work for this model under this "
+                    "config: 1, 2, 4 or 8"))
+        << e.what();
   }
 }
 

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/fnv1a.hpp"
 #include "data/byte_level.hpp"
 #include "data/corpus.hpp"
-#include "data/fnv1a.hpp"
 #include "data/pretokenizer.hpp"
 #include "data/tokenizer.hpp"
 #include "data/unicode.hpp"

@@ -51,6 +51,19 @@ else
 fi
 tok="$work/default/kjv.tok"
 
+# 1b. MFU on the CPU is against the backend matmul's rate, measured at start-up (not a nominal
+#     per-core figure): every logged MFU is tflops / (that rate x 4 ranks), and below 100%.
+peak=$(sed -n 's/^autotp: MFU against \([0-9.e+-]*\) TFLOP\/s per rank: the cpu backend.s matmul (512^3, measured on every rank at once)$/\1/p' "$work/default.out")
+if [ -n "$peak" ] && awk -v p="$peak" '
+    { t = $0; m = $0
+      sub(/.*"tflops":/, "", t); sub(/,.*/, "", t); sub(/.*"mfu":/, "", m); sub(/,.*/, "", m)
+      want = t / (p * 4); if (m >= 1 || m <= 0 || (m - want) / want > 1e-3 || (want - m) / want > 1e-3) bad = 1 }
+    END { exit bad }' "$work/default/metrics.jsonl"; then
+  ok "MFU against the measured matmul rate, $peak TFLOP/s per rank"
+else
+  bad "MFU: rate '$peak'; $(head -1 "$work/default/metrics.jsonl")"
+fi
+
 # 2. A world size that is not tp x dp: one message, from rank 0 only.
 expect_error world_size "world size 3 is not tp_size 2 x dp_size 2" -- \
   $mpi -np 3 "$train" --tp_size 2 --dp_size 2 --out_dir "$work/ws"
@@ -89,6 +102,23 @@ expect_error nan_loss "the run stops" -- \
   --out_dir "$work/nan"
 grep -qE "step [0-9]+: the (loss|gradient norm) is .*samples [0-9,]+" "$work/nan_loss.err" &&
   ok "nan: names the step and the samples" || bad "nan: message lacks step or samples"
+
+# 8. A ds_config without an optimizer block (as the seed's): the values used are said, once.
+sed '/"optimizer": {/,/^  },/d; /"scheduler": {/,/^  },/d' \
+  "$(dirname "$0")/../configs/tiny.json" >"$work/no_optimizer.json"
+if $mpi -np 4 "$train" --tp_size 2 --dp_size 2 --num_steps 2 --data "$tok" \
+    --deepspeed_config "$work/no_optimizer.json" --out_dir "$work/noopt" >"$work/noopt.out" 2>&1; then
+  note="autotp: note: $work/no_optimizer.json has no optimizer block, so autotp trains with AdamW with lr 0.0003, betas [0.9, 0.999], eps 1e-08, weight_decay 0.01"
+  [ "$(grep -cF "$note" "$work/noopt.out")" -eq 1 ] && ok "no optimizer block: said once" ||
+    bad "no optimizer block: $(grep -c "optimizer block" "$work/noopt.out") notes"
+  [ "$(grep -c '^step .* | lr 3.000e-04 |' "$work/noopt.out")" -eq 2 ] &&
+    ok "no optimizer block: trains at lr 3e-4" || bad "no optimizer block: lr not 3e-4"
+  ! grep -q "optimizer block" "$work/default.out" && ok "an optimizer block: no note" ||
+    bad "the default config has an optimizer block, but the note was printed"
+else
+  bad "no optimizer block: the run failed"
+  tail -5 "$work/noopt.out"
+fi
 
 echo "$passed passed, $failures failed"
 [ $failures -eq 0 ]

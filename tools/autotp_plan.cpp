@@ -28,8 +28,8 @@ int run(int argc, char** argv) {
   desc.add_options()
     ("help,h", "this help")
     ("deepspeed_config", po::value(&ds_path), "the ds_config.json (required)")
-    ("model_name", po::value(&model), "autotp .h5 model file, config.json (or its folder), or a "
-                                      "preset: tiny, phi-4, phi-4-mini, phi-4-multimodal")
+    ("model_name", po::value(&model), "autotp .h5 model file, Hugging Face folder, config.json "
+                                      "or a preset: tiny, phi-4, phi-4-mini, phi-4-multimodal")
     ("model", po::value(&model), "alias of --model_name")
     ("tp_size", po::value(&tp), "TP degree (default: tensor_parallel.autotp_size, else 1)")
     ("dp_size", po::value(&dp), "DP degree (default: data_parallel_size, else 1)")
@@ -54,6 +54,12 @@ int run(int argc, char** argv) {
   PlanReportOptions opt;
   opt.model_label = label;
   opt.config_label = ds_path;
+  // autotp-plan reads no weights, but says where autotp-train would take them from.
+  opt.weights_label =
+      !src.hf_dir.empty()
+          ? "autotp-train loads them from " + src.hf_dir + " (converted once into its --out_dir)"
+      : src.file ? "autotp-train loads them from " + model
+                 : "autotp-train starts from random weights (" + src.random_from + ", the seed)";
   opt.dp = dp;
   opt.zero_stage = ds.zero_stage;
   opt.weights = ds.bf16 ? DType::BF16 : DType::F32;

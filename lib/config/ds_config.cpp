@@ -1,6 +1,7 @@
 #include "config/ds_config.hpp"
 
 #include <cctype>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -118,6 +119,7 @@ DsConfig DsConfig::from_json(const json& j, const std::string& source) {
         "{\"enabled\": true} instead");
 
   if (top.has("optimizer")) {
+    c.has_optimizer = true;
     Fields opt = top.object("optimizer");
     Fields par = opt.object("params");
     std::string type = "AdamW";
@@ -184,6 +186,16 @@ DsConfig DsConfig::from_json(const json& j, const std::string& source) {
             " (the step at which the decay ends)");
   }
   return c;
+}
+
+std::string DsConfig::optimizer_defaults_note() const {
+  const OptimizerConfig& o = optimizer;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s with lr %g, betas [%g, %g], eps %g, weight_decay %g",
+                o.type.c_str(), o.lr, o.beta1, o.beta2, o.eps, o.weight_decay);
+  return source + " has no optimizer block, so autotp trains with " + buf +
+         " (add \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": ...}} to choose; "
+         "--lr sets the lr)";
 }
 
 DsConfig DsConfig::from_file(const std::string& path) {

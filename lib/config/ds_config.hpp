@@ -47,6 +47,7 @@ struct DsConfig {
   int64_t seed = 1234;
   bool has_seed = false;  // "seed" was given
   OptimizerConfig optimizer;
+  bool has_optimizer = false;  // an "optimizer" block was given
   SchedulerConfig scheduler;
   nlohmann::json tensor_parallel = nlohmann::json::object();
   nlohmann::json raw;
@@ -59,6 +60,11 @@ struct DsConfig {
   // in whichever of the three was not given (micro and accumulation default to what DeepSpeed
   // picks) and throws Error naming the fields when the given ones disagree.
   void resolve_batch(int64_t dp);
+
+  // Without an optimizer block (the seed's config has none) DeepSpeed would not train; autotp
+  // trains with `optimizer` as it stands, and says so once with this line: the file and every
+  // value used.
+  std::string optimizer_defaults_note() const;
 };
 
 }  // namespace autotp

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
-#include "data/fnv1a.hpp"
+#include "core/fnv1a.hpp"
 #include "data/token_file.hpp"
 #include "dist/comm.hpp"
 

@@ -11,7 +11,7 @@
 #include <fstream>
 
 #include "core/error.hpp"
-#include "data/fnv1a.hpp"
+#include "core/fnv1a.hpp"
 
 namespace autotp {
 

@@ -3,10 +3,10 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "core/fnv1a.hpp"
 #include "data/added_tokens.hpp"
 #include "data/bpe.hpp"
 #include "data/byte_level.hpp"
-#include "data/fnv1a.hpp"
 
 namespace autotp {
 

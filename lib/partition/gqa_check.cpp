@@ -1,19 +1,11 @@
 #include "partition/gqa_check.hpp"
-#include "core/strings.hpp"
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 
 namespace autotp {
 
 namespace {
-
-std::string tp_list(const ModelConfig& mc) {
-  std::string out;
-  auto v = workable_tp_sizes(mc);
-  for (size_t k = 0; k < v.size(); ++k)
-    out += (k == 0 ? "" : k + 1 == v.size() ? " or " : ", ") + std::to_string(v[k]);
-  return out;
-}
 
 std::string qkv_fix(const ModelConfig& mc) {
   return "Q, K and V of this model have " + std::to_string(mc.q_rows()) + ", " +
@@ -31,14 +23,6 @@ const char* kGateUpFix = "write \"shape\": [2, -1] with \"partition_dim\": 0 ([g
 std::string qkv_shape_text(const ModelConfig& mc) {
   return "[[" + std::to_string(mc.q_rows()) + ", " + std::to_string(mc.kv_rows()) + ", " +
          std::to_string(mc.kv_rows()) + "], -1]";
-}
-
-std::vector<int64_t> workable_tp_sizes(const ModelConfig& mc) {
-  std::vector<int64_t> v;
-  for (int64_t t = 1; t <= mc.num_key_value_heads; ++t)
-    if (mc.num_key_value_heads % t == 0 && mc.hidden_size % t == 0 && mc.intermediate_size % t == 0)
-      v.push_back(t);
-  return v;
 }
 
 SplitLayout resolve_checked(const LayerSpec& spec, const ParamDesc& p, const ModelConfig& mc,
@@ -68,11 +52,9 @@ SplitLayout resolve_checked(const LayerSpec& spec, const ParamDesc& p, const Mod
     const std::vector<int64_t> qkv_parts = {mc.q_rows(), mc.kv_rows(), mc.kv_rows()};
     check(l.parts == qkv_parts, where, ": ", cut,
           ", not at the Q/K/V boundaries, so a TP rank would hold the wrong heads. ", qkv_fix(mc));
-    check(
-        mc.num_key_value_heads % tp == 0, where, ": tp ", tp, " does not divide the ",
-        mc.num_key_value_heads, " KV heads (", mc.num_attention_heads,
-        " query heads), so a rank would hold part of a head. tp values that work for this model: ",
-        tp_list(mc));
+    check(mc.num_key_value_heads % tp == 0, where, ": tp ", tp, " does not divide the ",
+          mc.num_key_value_heads, " KV heads (", mc.num_attention_heads,
+          " query heads), so a rank would hold part of a head");
   }
   if (gate_up && l.split_dim == 0) {
     const std::vector<int64_t> gu_parts = {mc.intermediate_size, mc.intermediate_size};
@@ -85,7 +67,7 @@ SplitLayout resolve_checked(const LayerSpec& spec, const ParamDesc& p, const Mod
           "block, like Q in qkv_proj; remove its shape");
     check(mc.num_attention_heads % tp == 0 && mc.num_key_value_heads % tp == 0, where, ": tp ", tp,
           " would split o_proj's input inside a head (", mc.num_attention_heads, " query heads, ",
-          mc.num_key_value_heads, " KV heads). tp values that work for this model: ", tp_list(mc));
+          mc.num_key_value_heads, " KV heads)");
   }
   if (down && l.split_dim == 1)
     check(l.parts == std::vector<int64_t>{mc.intermediate_size}, where,

@@ -17,12 +17,9 @@ namespace autotp {
 // The qkv_proj shape to write for this model: [[5120, 1280, 1280], -1] for Phi-4.
 std::string qkv_shape_text(const ModelConfig& mc);
 
-// TP degrees that keep every Phi-3 split on head boundaries: the divisors of
-// num_key_value_heads that also divide hidden_size and intermediate_size.
-std::vector<int64_t> workable_tp_sizes(const ModelConfig& mc);
-
 // resolve_split, then the boundary checks for qkv_proj, gate_up_proj, o_proj and down_proj.
-// A failing qkv_proj or gate_up_proj spec's message ends with the exact shape to write.
+// A failing qkv_proj or gate_up_proj spec's message ends with the exact shape to write
+// (build_plan then adds the tp values that plan with it).
 SplitLayout resolve_checked(const LayerSpec& spec, const ParamDesc& p, const ModelConfig& mc,
                             int64_t tp, const std::string& where);
 

@@ -2,6 +2,7 @@
 // error cases first, then the checks that make a plan the forward pass can run.
 #include "partition/plan.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "core/error.hpp"
@@ -90,7 +91,9 @@ const ShardSpec& PartitionPlan::at(const std::string& name) const {
   return *s;
 }
 
-PartitionPlan build_plan(const PartitionConfig& pc, const ModelConfig& mc, int64_t tp) {
+namespace {
+
+PartitionPlan plan_at(const PartitionConfig& pc, const ModelConfig& mc, int64_t tp) {
   const std::string src = pc.source.empty() ? std::string("tensor_parallel") : pc.source;
   check(tp >= 1, src, ": the TP size must be at least 1, got ", tp);
   PartitionPlan plan;
@@ -196,6 +199,61 @@ PartitionPlan build_plan(const PartitionConfig& pc, const ModelConfig& mc, int64
                     " (strict_mode makes this an error)");
   plan.notes = notes.finish();
   return plan;
+}
+
+// pc with each column spec of qkv_proj and gate_up_proj given the shape that the refusal
+// messages tell the user to write (gqa_check.hpp): the config as it will be once fixed.
+PartitionConfig with_model_shapes(PartitionConfig pc, const ModelConfig& mc) {
+  const std::string qkv = "model.layers.0.self_attn.qkv_proj.weight";
+  const std::string gate_up = "model.layers.0.mlp.gate_up_proj.weight";
+  for (auto& spec : pc.specs) {
+    if (spec.type != PartitionType::Column) continue;
+    if (spec.matches(qkv, mc.model_type))
+      spec.shape = {ShapeEntry{-1, {mc.q_rows(), mc.kv_rows(), mc.kv_rows()}}, ShapeEntry{}};
+    else if (spec.matches(gate_up, mc.model_type))
+      spec.shape = {ShapeEntry{2, {}}, ShapeEntry{}};
+    else
+      continue;
+    spec.partition_dim = 0;
+  }
+  return pc;
+}
+
+std::string or_list(const std::vector<int64_t>& v) {
+  std::string out;
+  for (size_t k = 0; k < v.size(); ++k)
+    out += (k == 0 ? "" : k + 1 == v.size() ? " or " : ", ") + std::to_string(v[k]);
+  return out;
+}
+
+}  // namespace
+
+std::vector<int64_t> plannable_tp_sizes(const PartitionConfig& pc, const ModelConfig& mc) {
+  std::vector<int64_t> v;
+  for (int64_t t = 1; t <= std::max<int64_t>(1, mc.num_attention_heads); ++t) {
+    try {
+      plan_at(pc, mc, t);
+      v.push_back(t);
+    } catch (const Error&) {
+    }
+  }
+  return v;
+}
+
+PartitionPlan build_plan(const PartitionConfig& pc, const ModelConfig& mc, int64_t tp) {
+  try {
+    return plan_at(pc, mc, tp);
+  } catch (const Error& e) {
+    // A refusal that another tp, or the shape the message asks for, would cure says which tp
+    // values then plan, as build_plan itself decides (vocab_parallel and all).
+    const std::vector<int64_t> fixed = plannable_tp_sizes(with_model_shapes(pc, mc), mc);
+    if (fixed.empty()) throw;
+    const bool as_given = !plannable_tp_sizes(pc, mc).empty();
+    fail(e.what(),
+         as_given ? ". tp values that work for this model under this config: "
+                  : ". With that shape, the tp values that work for this model under this config: ",
+         or_list(fixed));
+  }
 }
 
 }  // namespace autotp

@@ -48,8 +48,12 @@ struct PartitionPlan {
 
 // Applies the specs to every parameter of the model. Throws Error, naming the spec and the
 // parameter, on every error case of the reference and on fused QKV splits that do not fall on
-// the Q/K/V and head boundaries (the message gives the exact shape to write instead).
+// the Q/K/V and head boundaries (the message gives the exact shape to write instead). A refusal
+// that another tp or that shape cures ends with the tp values that then plan.
 PartitionPlan build_plan(const PartitionConfig& pc, const ModelConfig& mc, int64_t tp);
+
+// The tp values from 1 to num_attention_heads at which build_plan accepts pc for this model.
+std::vector<int64_t> plannable_tp_sizes(const PartitionConfig& pc, const ModelConfig& mc);
 
 // Copy rank r's shard out of / back into a full row-major tensor (elem_size bytes each).
 void extract_shard(const ShardSpec& s, int64_t r, const void* full, void* local, size_t elem_size);

@@ -108,6 +108,7 @@ void print_plan_report(std::ostream& os, const PartitionPlan& plan, const Partit
      << mc.head_dim << ", intermediate " << mc.intermediate_size << ", vocab " << mc.vocab_size
      << (mc.tie_word_embeddings ? ", tied embeddings" : ", untied lm_head") << "; "
      << with_commas(mc.num_parameters()) << " parameters\n";
+  if (!opt.weights_label.empty()) os << "weights " << opt.weights_label << "\n";
   size_t user = 0;
   for (auto& s : pc.specs) user += s.origin.compare(0, 7, "preset ") != 0;
   os << "config " << opt.config_label << ": tp " << tp << " x dp " << dp << " = " << tp * dp

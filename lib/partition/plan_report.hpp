@@ -29,8 +29,9 @@ struct RankMemory {
 RankMemory rank_memory(const PartitionPlan& plan, int64_t dp, DType weights, int zero_stage);
 
 struct PlanReportOptions {
-  std::string model_label;   // "phi-4-mini (preset)", a file name, ...
-  std::string config_label;  // the ds_config file
+  std::string model_label;    // "phi-4-mini (preset)", a file name, ...
+  std::string config_label;   // the ds_config file
+  std::string weights_label;  // where the weights would come from; "" = no line
   int64_t dp = 1;
   DType weights = DType::BF16;
   int zero_stage = 2;

@@ -1,5 +1,4 @@
 #include "train/bench.hpp"
-#include "io/model_source.hpp"
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -18,6 +17,7 @@
 #include "dist/timed_comm.hpp"
 #include "dist/topology.hpp"
 #include "io/file_util.hpp"
+#include "io/model_source.hpp"
 #include "model/phi3_model.hpp"
 #include "optim/zero_optimizer.hpp"
 #include "partition/partition_config.hpp"
@@ -40,8 +40,13 @@ bool BenchArgs::parse(int argc, char** argv) {
   d.add_options()
     ("help,h", "print this help")
     ("model", po::value(&model), "a preset (tiny, phi-4-mini, phi-4, phi-4-multimodal) or a "
-        "config.json; randomly initialised")
-    ("layers", po::value(&layers), "override num_hidden_layers (0 = the model's)")
+        "config.json (randomly initialised), or a Hugging Face folder or autotp .h5 (loaded)")
+    ("merge_lora", po::value(&merge_lora), "none | vision | speech: a Phi-4-multimodal "
+        "folder's LoRA adapter merged into the weights")
+    ("cache_dir", po::value(&cache_dir), "where a Hugging Face folder's conversion is kept "
+        "(default autotp_run, autotp-train's --out_dir)")
+    ("layers", po::value(&layers), "override num_hidden_layers (0 = the model's; another "
+        "count starts from random weights)")
     ("seq_length", po::value(&seq_length), "tokens per sample")
     ("micro_batch_size", po::value(&micro_batch), "samples per micro-batch per DP rank")
     ("gradient_accumulation_steps", po::value(&grad_accum), "micro-batches per step")
@@ -105,52 +110,6 @@ nlohmann::json phi3_tensor_parallel(const ModelConfig& mc, int64_t tp) {
             {"layer_specs", specs}}}};
 }
 
-// Repeats f until about `budget` seconds have passed (at least 3 times, after one untimed call)
-// and returns the seconds per call.
-template <typename F>
-double time_per_call(Backend& be, F&& f, double budget = 0.3) {
-  f();
-  be.synchronize();
-  auto t0 = Clock::now();
-  f();
-  be.synchronize();
-  double once = std::chrono::duration<double>(Clock::now() - t0).count();
-  int reps = int(std::clamp(budget / std::max(once, 1e-6), 3.0, 500.0));
-  t0 = Clock::now();
-  for (int i = 0; i < reps; ++i) f();
-  be.synchronize();
-  return std::chrono::duration<double>(Clock::now() - t0).count() / reps;
-}
-
-// TFLOP/s of the backend's matmul, C[n,n] = A[n,n] @ B[n,n]^T on fp32 buffers of random values
-// (zeros would flatter a GPU's clocks), everything the backend does per call included: on the
-// CUDA backend both operands are converted to bf16 each call (a model GEMM converts only its
-// activations; weights have a bf16 copy), so this is a little under cuBLAS's own rate.
-double measure_gemm_tflops(Backend& be, int64_t n) {
-  std::vector<float> host(size_t(n * n));
-  std::mt19937 gen(7);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (auto& x : host) x = nd(gen);
-  float* A = be.alloc(host.size());
-  float* B = be.alloc(host.size());
-  float* C = be.alloc(host.size());
-  be.from_host(host.data(), A, host.size() * sizeof(float));
-  be.from_host(host.data(), B, host.size() * sizeof(float));
-  double s = time_per_call(be, [&] { be.matmul(n, n, n, A, false, B, true, C, false); });
-  for (float* p : {A, B, C}) be.free_bytes(p);
-  return 2.0 * double(n) * double(n) * double(n) / s / 1e12;
-}
-
-// GB/s of a device-to-device copy, counting the read and the write.
-double measure_bandwidth_gbs(Backend& be, size_t bytes) {
-  void* a = be.alloc_bytes(bytes);
-  void* b = be.alloc_bytes(bytes);
-  double s = time_per_call(be, [&] { be.copy(a, b, bytes); });
-  be.free_bytes(a);
-  be.free_bytes(b);
-  return 2.0 * double(bytes) / s / 1e9;
-}
-
 double max_over(double x, MPI_Comm c) {
   MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_MAX, c);
   return x;
@@ -165,8 +124,18 @@ double seconds_since(Clock::time_point t0) {
 nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   auto topo = Topology::create(world, a.tp_size ? a.tp_size : (a.dp_size ? 0 : 1), a.dp_size);
   const bool root = topo.world_rank == 0;
-  ModelConfig mc = same_on_every_rank([&] { return resolve_model(a.model).config; });
-  if (a.layers > 0) mc.num_hidden_layers = a.layers;
+  ModelSource src = same_on_every_rank([&] { return resolve_model(a.model, a.merge_lora); });
+  ModelConfig mc = src.config;
+  if (a.layers > 0 && a.layers != mc.num_hidden_layers) {
+    mc.num_hidden_layers = a.layers;
+    src.file.reset();  // the stored layers do not fit
+    src.hf_dir.clear();
+    src.random_from = a.model + " with --layers " + std::to_string(a.layers);
+  }
+  same_on_every_rank([&] {
+    open_model_weights(src, a.cache_dir, uint64_t(a.seed), topo.world);
+    return 0;
+  });
   same_on_every_rank([&] {
     check_seq_length(a.seq_length, mc.max_position_embeddings);
     return 0;
@@ -181,6 +150,8 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
     clip = ds.gradient_clipping;
     tp_json = ds.tensor_parallel;
     tp_source = ds.source;
+    if (root && !ds.has_optimizer)
+      std::printf("autotp-bench: note: %s\n", ds.optimizer_defaults_note().c_str());
   }
   PartitionPlan plan = same_on_every_rank(
       [&] { return build_plan(PartitionConfig::from_json(tp_json, tp_source), mc, topo.tp); });
@@ -198,8 +169,10 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
 #endif
 
   // The floor's two rates, measured before the model takes the memory.
-  const int64_t gemm_n = a.gemm_size > 0 ? a.gemm_size : (on_gpu ? 4096 : 512);
+  const int64_t gemm_n = a.gemm_size > 0 ? a.gemm_size : default_gemm_size(be);
   const double gemm_tflops = measure_gemm_tflops(be, gemm_n);
+  // On the CPU the MFU denominator is this rate too (averaged over the ranks).
+  const PeakRate peak_rate = mfu_peak(dev, a.peak_tflops, topo.world, gemm_n, gemm_tflops);
   // 256 MiB: well past any cache, and small beside the model's own peak memory.
   const double bandwidth_gbs = measure_bandwidth_gbs(be, size_t(on_gpu ? 256 : 64) << 20);
 
@@ -207,7 +180,10 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, be,
                   ZeroOptimizer::keeps_master_copy(int(a.zero_stage), topo.dp));
   model.set_logits_chunk_rows(a.logits_chunk_rows);
-  model.init_random(uint64_t(a.seed));
+  if (src.file)
+    model.load(*src.file);
+  else
+    model.init_random(uint64_t(a.seed));
   ZeroOptimizer opt(opt_cfg, int(a.zero_stage), clip, model.layout(), model.params(), model.grads(),
                     *dp_comm, *tp_comm, be);
   be.synchronize();
@@ -216,16 +192,19 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   const int64_t B = a.micro_batch, T = a.seq_length, accum = a.grad_accum;
   const int64_t tokens_per_rank = B * T * accum, tokens = tokens_per_rank * topo.dp;
   const StepFlops flops = count_step_flops(mc, T, tokens);
-  const double peak = a.peak_tflops > 0 ? a.peak_tflops : dev.peak_tflops;
+  const double peak = peak_rate.tflops;
   if (root) {
     std::printf(
         "autotp-bench: %s, %lld layers, %.1fM parameters | %s | TP %d x DP %d, ZeRO-%lld\n"
         "autotp-bench: seq %lld x micro %lld x accum %lld x dp %d = %lld tokens per step; "
-        "%lld warmup + %lld timed steps; init %.1f s\n",
+        "%lld warmup + %lld timed steps; init %.1f s\n"
+        "autotp-bench: weights: %s\n"
+        "autotp-bench: MFU against %.4g TFLOP/s per rank: %s\n",
         a.model.c_str(), (long long)mc.num_hidden_layers, mc.num_parameters() / 1e6,
         dev.description.c_str(), topo.tp, topo.dp, (long long)a.zero_stage, (long long)T,
         (long long)B, (long long)accum, topo.dp, (long long)tokens, (long long)a.warmup,
-        (long long)a.steps, init_s);
+        (long long)a.steps, init_s, src.weights.c_str(), peak, peak_rate.source.c_str());
+    for (auto& n : src.notes) std::printf("autotp-bench: note: %s\n", n.c_str());
     std::fflush(stdout);
   }
 
@@ -331,6 +310,7 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
                       {"tflops", tflops},
                       {"mfu", mfu},
                       {"peak_tflops", peak},
+                      {"peak_source", peak_rate.source},
                       {"peak_mem_gib", mem_gib},
                       {"loss", loss},
                       {"flops_per_step", flops.total},

@@ -1,10 +1,11 @@
 #pragma once
 // autotp-bench: the training step of autotp-train (forward, backward, ZeRO AdamW step,
-// params_changed) on a randomly initialised model and random token ids, timed. Prints tokens/s,
-// TFLOP/s and MFU as anchors.md counts them, peak memory, the floor (GEMM FLOPs over a measured
-// matmul rate, memory-bound bytes over a measured copy bandwidth) and, with --profile, where the
-// step time goes. tests/gpu/hf_reference_bench.py prints the same lines and JSON keys for
-// transformers, so the two compare side by side (tests/gpu/run_bench.sh).
+// params_changed) on the model's weights (random for a preset or config.json) and random token
+// ids, timed. Prints tokens/s, TFLOP/s and MFU as anchors.md counts them, peak memory, the floor
+// (GEMM FLOPs over a measured matmul rate, memory-bound bytes over a measured copy bandwidth)
+// and, with --profile, where the step time goes. tests/gpu/hf_reference_bench.py prints the
+// same lines and JSON keys for transformers, so the two compare side by side
+// (tests/gpu/run_bench.sh).
 #include <mpi.h>
 
 #include <cstdint>
@@ -14,8 +15,10 @@
 namespace autotp {
 
 struct BenchArgs {
-  std::string model = "tiny";  // preset name or config.json
-  int64_t layers = 0;          // 0 = the model's num_hidden_layers
+  std::string model = "tiny";  // io/model_source.hpp: preset, config.json, folder or .h5
+  std::string merge_lora = "none";
+  std::string cache_dir = "autotp_run";  // a Hugging Face folder's conversion
+  int64_t layers = 0;                    // 0 = the model's num_hidden_layers
   int64_t seq_length = 128;
   int64_t micro_batch = 1, grad_accum = 1;
   int64_t tp_size = 0, dp_size = 0;  // 0 = TP 1, DP the rest of the world

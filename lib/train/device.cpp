@@ -3,7 +3,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
+#include <random>
 #include <thread>
+#include <vector>
 
 #include "core/error.hpp"
 #include "dist/mpi_main.hpp"
@@ -26,7 +29,6 @@ Device cpu_device(const Topology& topo) {
   d.tp = make_mpi_comm(topo.tp_comm);
   d.dp = make_mpi_comm(topo.dp_comm);
   d.description = "cpu, MPI";
-  d.peak_tflops = 0.05;  // a CPU core's fp32 FMA rate, nominal
   return d;
 }
 
@@ -113,6 +115,71 @@ Device make_device(const std::string& device, const std::string& comm, const Top
   flag_check(comm != "nccl", "--comm nccl needs the CUDA backend; use --comm mpi");
 #endif
   return cpu_device(topo);
+}
+
+namespace {
+
+// Repeats f until about `budget` seconds have passed (at least 3 times, after one untimed call)
+// and returns the seconds per call.
+template <typename F>
+double time_per_call(Backend& be, F&& f, double budget = 0.3) {
+  using Clock = std::chrono::steady_clock;
+  f();
+  be.synchronize();
+  auto t0 = Clock::now();
+  f();
+  be.synchronize();
+  double once = std::chrono::duration<double>(Clock::now() - t0).count();
+  int reps = int(std::clamp(budget / std::max(once, 1e-6), 3.0, 500.0));
+  t0 = Clock::now();
+  for (int i = 0; i < reps; ++i) f();
+  be.synchronize();
+  return std::chrono::duration<double>(Clock::now() - t0).count() / reps;
+}
+
+}  // namespace
+
+int64_t default_gemm_size(const Backend& be) {
+  return be.name() == "cpu" ? 512 : 4096;
+}
+
+double measure_gemm_tflops(Backend& be, int64_t n) {
+  std::vector<float> host(size_t(n * n));
+  std::mt19937 gen(7);  // random values: zeros would flatter a GPU's clocks
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (auto& x : host) x = nd(gen);
+  float* A = be.alloc(host.size());
+  float* B = be.alloc(host.size());
+  float* C = be.alloc(host.size());
+  be.from_host(host.data(), A, host.size() * sizeof(float));
+  be.from_host(host.data(), B, host.size() * sizeof(float));
+  double s = time_per_call(be, [&] { be.matmul(n, n, n, A, false, B, true, C, false); });
+  for (float* p : {A, B, C}) be.free_bytes(p);
+  return 2.0 * double(n) * double(n) * double(n) / s / 1e12;
+}
+
+double measure_bandwidth_gbs(Backend& be, size_t bytes) {
+  void* a = be.alloc_bytes(bytes);
+  void* b = be.alloc_bytes(bytes);
+  double s = time_per_call(be, [&] { be.copy(a, b, bytes); });
+  be.free_bytes(a);
+  be.free_bytes(b);
+  return 2.0 * double(bytes) / s / 1e9;
+}
+
+PeakRate mfu_peak(Device& dev, double flag, MPI_Comm world, int64_t gemm_n, double measured) {
+  if (flag > 0) return {flag, "--peak_tflops"};
+  if (dev.peak_tflops > 0) return {dev.peak_tflops, "the GPU's nominal dense bf16 peak"};
+  const int64_t n = gemm_n > 0 ? gemm_n : default_gemm_size(*dev.backend);
+  if (measured <= 0) {
+    MPI_Barrier(world);  // every rank measures while the others do, as they will train
+    measured = measure_gemm_tflops(*dev.backend, n);
+  }
+  int size = 1;
+  MPI_Comm_size(world, &size);
+  MPI_Allreduce(MPI_IN_PLACE, &measured, 1, MPI_DOUBLE, MPI_SUM, world);
+  return {measured / size, "the " + dev.backend->name() + " backend's matmul (" +
+                               std::to_string(n) + "^3, measured on every rank at once)"};
 }
 
 }  // namespace autotp

@@ -19,11 +19,33 @@ struct Device {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Comm> tp, dp;
   std::string description;         // e.g. "cuda:0 (NVIDIA H100), NCCL" or "cpu, MPI"
-  double peak_tflops = 0;          // the nominal dense peak of one rank's device, for MFU
+  double peak_tflops = 0;          // a GPU's nominal dense peak; 0 on the CPU (none is known)
   double peak_memory_gib() const;  // the backend's peak allocated memory, or the process RSS
 };
 
 // Collective over topo.world. device: auto | cpu | cuda; comm: auto | mpi | nccl.
 Device make_device(const std::string& device, const std::string& comm, const Topology& topo);
+
+// n of the n^3 matmul that measures a backend's GEMM rate unless told otherwise.
+int64_t default_gemm_size(const Backend& be);
+// TFLOP/s of the backend's matmul C[n,n] = A[n,n] @ B[n,n]^T on fp32 buffers of random values,
+// everything the backend does per call included (the CUDA backend converts both operands to
+// bf16 each call, so this is a little under cuBLAS's own rate).
+double measure_gemm_tflops(Backend& be, int64_t n);
+// GB/s of a device-to-device copy of `bytes`, counting the read and the write.
+double measure_bandwidth_gbs(Backend& be, size_t bytes);
+
+// The MFU denominator, TFLOP/s per rank, and what it is: `flag` (--peak_tflops) when > 0, else
+// a GPU's nominal dense peak, else (the CPU, whose nominal rate says little about what OpenBLAS
+// reaches on it) the backend matmul's rate measured on every rank at once (the ranks share the
+// cores as in training), averaged over `world`. gemm_n: the matmul's n (0 = the default);
+// measured: this rank's rate at gemm_n when the caller has it already (autotp-bench's floor),
+// else 0. Collective over world.
+struct PeakRate {
+  double tflops = 0;
+  std::string source;  // e.g. "the CPU backend's matmul, 512^3 measured on every rank at once"
+};
+PeakRate mfu_peak(Device& dev, double flag, MPI_Comm world, int64_t gemm_n = 0,
+                  double measured = 0);
 
 }  // namespace autotp

@@ -26,9 +26,13 @@ bool TrainArgs::parse(int argc, char** argv) {
   // clang-format off
   d.add_options()
     ("help,h", "print this help")
-    ("model_name", po::value(&model_name), "model: a preset (tiny, phi-4, phi-4-mini, "
-        "phi-4-multimodal; initialised from --seed), a config.json, or an autotp .h5 file")
+    ("model_name", po::value(&model_name), "model: a Hugging Face folder (config.json + "
+        "model.safetensors, loaded; converted once into --out_dir), an autotp .h5 file (loaded), "
+        "or a config.json or preset (tiny, phi-4, phi-4-mini, phi-4-multimodal), initialised "
+        "from --seed")
     ("model", po::value(&model_name), "alias of --model_name")
+    ("merge_lora", po::value(&merge_lora), "none | vision | speech: a Phi-4-multimodal "
+        "folder's LoRA adapter merged into the weights (none: the adapters are dropped)")
     ("deepspeed_config", po::value(&ds_config), "ds_config.json (default configs/tiny.json)")
     ("ds_config", po::value(&ds_config), "alias of --deepspeed_config")
     ("tp_size", po::value(&tp_size), "tensor-parallel size (default: autotp_size)")
@@ -79,6 +83,7 @@ bool TrainArgs::parse(int argc, char** argv) {
 
 nlohmann::json TrainArgs::to_json() const {
   return {{"model_name", model_name},
+          {"merge_lora", merge_lora},
           {"ds_config", ds_config},
           {"tp_size", tp_size},
           {"dp_size", dp_size},

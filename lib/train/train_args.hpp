@@ -10,7 +10,8 @@
 namespace autotp {
 
 struct TrainArgs {
-  std::string model_name = "tiny";   // preset name, config.json, or an autotp HDF5 model file
+  std::string model_name = "tiny";   // preset, config.json, Hugging Face folder or autotp .h5
+  std::string merge_lora = "none";   // a Hugging Face folder's LoRA adapter to merge
   std::string ds_config;             // "" = configs/tiny.json of this installation
   int64_t tp_size = 0, dp_size = 0;  // 0 = from the ds_config, else inferred
   int64_t seq_length = 128;

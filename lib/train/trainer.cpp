@@ -45,28 +45,16 @@ namespace {
 // A .txt corpus is tokenized once by world rank 0 into out_dir/<stem>.tok; the others wait.
 std::string prepare_tokens(const TrainArgs& a, const Tokenizer& tok, const Topology& topo) {
   if (ends_with(a.data, ".tok")) return a.data;
-  std::string out = a.out_dir + "/" + fs::path(a.data).stem().string() + ".tok";
-  int ok = 1;
-  std::string err;
-  if (topo.world_rank == 0) {
-    try {
-      bool fresh = fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(a.data);
-      if (fresh) {
-        TokenFile existing(out, false);
-        fresh = existing.info().tokenizer_hash == tok.fingerprint();
-      }
-      if (!fresh) {
-        auto stats = tokenize_corpus(tok, a.data, out, DocumentSplit::BlankLine);
-        (void)stats;
-      }
-    } catch (const Error& e) {
-      ok = 0;
-      err = e.what();
+  const std::string out = a.out_dir + "/" + fs::path(a.data).stem().string() + ".tok";
+  return on_rank0(topo.world, [&] {
+    bool fresh = fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(a.data);
+    if (fresh) {
+      TokenFile existing(out, false);
+      fresh = existing.info().tokenizer_hash == tok.fingerprint();
     }
-  }
-  MPI_Bcast(&ok, 1, MPI_INT, 0, topo.world);
-  if (!ok) throw CollectiveError(err.empty() ? "tokenizing " + a.data + " failed on rank 0" : err);
-  return out;
+    if (!fresh) tokenize_corpus(tok, a.data, out, DocumentSplit::BlankLine);
+    return out;
+  });
 }
 
 // The same message on every rank, said once by rank 0 (the caller checked a collective value).
@@ -130,12 +118,20 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
     return 0;
   });
   if (a.lr > 0) ds.optimizer.lr = a.lr;
+  if (root && !ds.has_optimizer)
+    std::printf("autotp: note: %s\n", ds.optimizer_defaults_note().c_str());
   if (a.zero_stage >= 0) ds.zero_stage = int(a.zero_stage);
   const uint64_t seed = uint64_t(a.seed >= 0 ? a.seed : ds.seed);
   if (ds.scheduler.total_num_steps <= 0) ds.scheduler.total_num_steps = a.num_steps;
   fs::create_directories(a.out_dir);
 
-  ModelSource src = same_on_every_rank([&] { return resolve_model(a.model_name); });
+  ModelSource src = same_on_every_rank([&] { return resolve_model(a.model_name, a.merge_lora); });
+  same_on_every_rank([&] {
+    open_model_weights(src, a.out_dir, seed, topo.world);
+    return 0;
+  });
+  if (root)
+    for (auto& n : src.notes) std::printf("autotp: note: %s\n", n.c_str());
   const ModelConfig& mc = src.config;
   std::unique_ptr<ModelFileReader>& file = src.file;
   PartitionPlan plan = same_on_every_rank([&] {
@@ -212,12 +208,15 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   const int64_t tokens_per_step = sc.global_batch() * T;
   // FLOPs of one step, the whole job, as anchors.md counts them.
   const double flops_per_step = count_step_flops(mc, T, tokens_per_step).total;
-  const double peak = a.peak_tflops > 0 ? a.peak_tflops : dev.peak_tflops;
+  const PeakRate peak_rate = mfu_peak(dev, a.peak_tflops, topo.world);
+  const double peak = peak_rate.tflops;
 
   if (root) {
     std::printf("autotp: %s model, %.2fM parameters, %s, TP %d x DP %d, ZeRO-%d\n",
                 mc.model_type.c_str(), mc.num_parameters() / 1e6, dev.description.c_str(), topo.tp,
                 topo.dp, ds.zero_stage);
+    std::printf("autotp: weights: %s\n", src.weights.c_str());
+    std::printf("autotp: MFU against %.4g TFLOP/s per rank: %s\n", peak, peak_rate.source.c_str());
     std::printf(
         "autotp: %lld tokens in %s, %lld samples of %lld tokens, global batch %lld "
         "(micro %lld x accum %lld x dp %d)\n",

@@ -1,6 +1,7 @@
 #pragma once
-// FNV-1a, 64 bit: the checksum of token files and the fingerprint of tokenizers. Not
-// cryptographic; it catches corruption and mismatched files, which is all it is asked to do.
+// FNV-1a, 64 bit: the checksum of token files, the fingerprint of tokenizers and of the Hugging
+// Face folders converted for a run. Not cryptographic; it catches corruption and mismatched
+// files, which is all it is asked to do.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
