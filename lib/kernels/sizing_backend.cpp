@@ -45,6 +45,12 @@ DeviceSizes DeviceSizes::of(const std::string& device) {
   return device == "cpu" ? cpu() : cuda();
 }
 
+DeviceSizes DeviceSizes::matching(const Backend& be) {
+  DeviceSizes s = of(be.name());
+  s.narrow_bytes = be.narrow_bytes();
+  return s;
+}
+
 size_t DeviceSizes::alloc_bytes(size_t bytes) const {
   return bytes == 0 ? alloc_min : round_up(bytes, alloc_align);
 }

@@ -31,6 +31,9 @@ struct DeviceSizes {
   // operand scratch it grows at the first step (tens of MiB at Phi-4-mini's sizes).
   static DeviceSizes cuda();
   static DeviceSizes of(const std::string& device);  // "cpu" or "cuda"; Error otherwise
+  // The sizes of the device `be` runs on (of(be.name())), with its narrow_bytes(): the CUDA
+  // backend keeps narrow buffers in fp32 without the driver's virtual memory management.
+  static DeviceSizes matching(const Backend& be);
 
   size_t alloc_bytes(size_t bytes) const;
   size_t narrow_buffer_bytes(size_t n) const;  // alloc_narrow(n)
