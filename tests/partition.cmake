@@ -8,6 +8,6 @@ autotp_test(test_partition_gqa ${PROJECT_SOURCE_DIR}/tests/test_partition_gqa.cp
 autotp_test(test_partition_shard ${PROJECT_SOURCE_DIR}/tests/test_partition_shard.cpp
             LIBS autotp_partition)
 if(TARGET autotp-plan)
-  autotp_test(test_autotp_plan ${PROJECT_SOURCE_DIR}/tests/test_autotp_plan.cpp LIBS autotp_io)
+  autotp_test(test_autotp_plan ${PROJECT_SOURCE_DIR}/tests/test_autotp_plan.cpp LIBS autotp_train)
   add_dependencies(test_autotp_plan autotp-plan)
 endif()

@@ -8,8 +8,11 @@
 #include <fstream>
 #include <regex>
 
+#include "config/ds_config.hpp"
 #include "config/model_config.hpp"
 #include "io/model_file.hpp"
+#include "partition/partition_config.hpp"
+#include "train/memory_plan.hpp"
 
 using namespace autotp;
 
@@ -65,14 +68,27 @@ TEST(AutotpPlan, RejectsTheSeedConfigWithTheCorrectedShape) {
       << r.output;
 }
 
-TEST(AutotpPlan, Phi4MiniPerRankMemory) {
-  ToolRun r =
-      run_plan("--deepspeed_config " + kConfigs + "phi-4-mini.json --model_name phi-4-mini");
+// The number on a breakdown line ("  weights   5.36 GiB   5,754,931,200 bytes  ...").
+int64_t line_bytes(const std::string& out, const std::string& what) {
+  std::smatch m;
+  if (!std::regex_search(out, m,
+                         std::regex("  " + what + R"( +[0-9.]+ [KMGT]?i?B +([0-9,]+) bytes)")))
+    return -1;
+  std::string digits;
+  for (char c : m[1].str())
+    if (c != ',') digits += c;
+  return std::stoll(digits);
+}
+
+TEST(AutotpPlan, Phi4MiniPerRankMemoryIsTheMemoryPlan) {
+  ToolRun r = run_plan("--deepspeed_config " + kConfigs +
+                       "phi-4-mini.json --model_name phi-4-mini --seq_length 2048 "
+                       "--micro_batch_size 4 --device cpu");
   ASSERT_EQ(r.status, 0) << r.output;
 
-  // configs/phi-4-mini.json: tp 4, dp 2, ZeRO-2, bf16, vocab_parallel; Phi-4-mini ties lm_head.
+  // configs/phi-4-mini.json: tp 4, dp 2, ZeRO-2, vocab_parallel; Phi-4-mini ties lm_head.
   const ModelConfig m = ModelConfig::preset("phi-4-mini");
-  const int64_t tp = 4, dp = 2, H = m.hidden_size, I = m.intermediate_size;
+  const int64_t tp = 4, H = m.hidden_size, I = m.intermediate_size;
   const int64_t q = m.num_attention_heads * m.head_dim, kv = m.num_key_value_heads * m.head_dim;
   const int64_t per_layer = 2 * H                           // the two norms, replicated
                             + (q + 2 * kv) * H / tp         // qkv_proj rows
@@ -81,30 +97,67 @@ TEST(AutotpPlan, Phi4MiniPerRankMemory) {
                             + H * I / tp;                   // down_proj input columns
   const int64_t n = m.vocab_size * H / tp                   // embed_tokens, vocabulary rows
                     + m.num_hidden_layers * per_layer + H;  // + the final norm
-  const int64_t s = (n + dp - 1) / dp;                      // ZeRO-2 shard of the flat buffer
-  const int64_t expected = 2 * n                            // bf16 weights
-                           + 4 * s                          // fp32 gradient shard
-                           + (4 + 4 + 4) * s;               // fp32 master, Adam m and v
-  EXPECT_EQ(n, 959155200);  // 3.84e9 parameters, of which 1/4 of all but the norms per rank
-  EXPECT_EQ(total_bytes(r.output), expected) << r.output;
+  EXPECT_EQ(n, 959155200);
+  // fp32 parameters and a whole fp32 gradient buffer (CPU: 64-byte lines; 4n is a multiple).
+  EXPECT_EQ(line_bytes(r.output, "weights"), 4 * n) << r.output;
+  EXPECT_EQ(line_bytes(r.output, "gradients"), 4 * n) << r.output;
 
-  EXPECT_NE(r.output.find("tp 4 x dp 2 = 8 ranks, ZeRO stage 2, weights bf16"), std::string::npos);
+  // The total is memory_plan's for the same layout, which builds the model and optimizer.
+  DsConfig ds = DsConfig::from_file(kConfigs + "phi-4-mini.json");
+  const PartitionPlan plan =
+      build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), m, tp);
+  for (bool ckpt : {false, true}) {
+    const RankMemory want =
+        plan_memory(memory_plan_args(ds, m, plan, 2, 4, 2048, ckpt, DeviceSizes::cpu()));
+    EXPECT_EQ(line_bytes(r.output, "optimizer"), int64_t(want.optimizer));
+    EXPECT_EQ(want.total(), want.peak);
+    if (!ckpt) {
+      EXPECT_EQ(total_bytes(r.output), int64_t(want.total())) << r.output;
+      EXPECT_EQ(line_bytes(r.output, "weights"), int64_t(want.weights));
+    }
+  }
+  EXPECT_NE(r.output.find("activation checkpointing off"), std::string::npos);
+  EXPECT_NE(r.output.find("tp 4 x dp 2 = 8 ranks, ZeRO stage 2, device cpu"), std::string::npos);
   EXPECT_NE(r.output.find("layer_specs[0] column shape [[3072,1024,1024],-1]"), std::string::npos);
   EXPECT_NE(r.output.find("rows r0 [0,768)+[3072,3328)+[4096,4352)"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("model.layers.1-31.*: same as layer 0"), std::string::npos);
-  EXPECT_NE(r.output.find("unmatched (2-D weights no spec matched; replicated on every TP rank): "
-                          "none"),
-            std::string::npos);
 
-  // The command line overrides the config: tp 8 x dp 1 with fp32 weights (no master copy).
-  ToolRun o = run_plan("--deepspeed_config " + kConfigs +
-                       "phi-4-mini.json --model phi-4-mini "
-                       "--tp_size 8 --dp_size 1 --dtype fp32");
-  ASSERT_EQ(o.status, 0) << o.output;
-  const int64_t n8 = m.vocab_size * H / 8 +
-                     m.num_hidden_layers * (2 * H + ((q + 2 * kv) * H + H * q + 3 * I * H) / 8) + H;
-  EXPECT_EQ(total_bytes(o.output), 4 * n8 + 4 * n8 + 8 * n8) << o.output;
+  // On CUDA at ZeRO-2 over dp 2 the weights are narrow, their own bf16 copy (2 bytes each, in
+  // the driver's granules), the fp32 master living in the optimizer's shard; at dp 1 they are
+  // the fp32 master plus the GEMMs' bf16 copy.
+  ToolRun g = run_plan("--deepspeed_config " + kConfigs +
+                       "phi-4-mini.json --model_name phi-4-mini --seq_length 2048 "
+                       "--micro_batch_size 4 --device cuda");
+  ASSERT_EQ(g.status, 0) << g.output;
+  EXPECT_EQ(line_bytes(g.output, "weights"), int64_t(DeviceSizes::cuda().narrow_buffer_bytes(n)))
+      << g.output;
+  EXPECT_LT(line_bytes(g.output, "weights"), 2 * n + (int64_t(2) << 20));
+  ToolRun g1 = run_plan("--deepspeed_config " + kConfigs +
+                        "phi-4-mini.json --model_name phi-4-mini --seq_length 2048 "
+                        "--micro_batch_size 4 --device cuda --dp_size 1");
+  ASSERT_EQ(g1.status, 0) << g1.output;
+  EXPECT_GE(line_bytes(g1.output, "weights"), 6 * n) << g1.output;
+  EXPECT_LT(line_bytes(g1.output, "weights"), 6 * n + (int64_t(4) << 20)) << g1.output;
+
+  // --activation_checkpointing: the total with it, smaller.
+  ToolRun c = run_plan("--deepspeed_config " + kConfigs +
+                       "phi-4-mini.json --model_name phi-4-mini --seq_length 2048 "
+                       "--micro_batch_size 4 --device cpu --activation_checkpointing");
+  ASSERT_EQ(c.status, 0) << c.output;
+  const RankMemory with =
+      plan_memory(memory_plan_args(ds, m, plan, 2, 4, 2048, true, DeviceSizes::cpu()));
+  EXPECT_EQ(total_bytes(c.output), int64_t(with.total())) << c.output;
+  EXPECT_LT(total_bytes(c.output), total_bytes(r.output));
+
+  // A device too small: one message naming what is missing.
+  ToolRun f = run_plan("--deepspeed_config " + kConfigs +
+                       "phi-4-mini.json --model_name phi-4-mini --seq_length 2048 "
+                       "--micro_batch_size 4 --device cpu --device_memory_gib 8");
+  EXPECT_EQ(f.status, 1);
+  EXPECT_NE(f.output.find("autotp-plan: error: this layout needs "), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("but --device_memory_gib is 8.00 GiB: "), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("missing"), std::string::npos) << f.output;
 }
 
 TEST(AutotpPlan, ReadsConfigJsonAndModelFiles) {

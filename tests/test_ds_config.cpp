@@ -22,6 +22,16 @@ std::string error_of(const json& j) {
   return "";
 }
 
+template <typename F>
+std::string error_of_call(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::string write_temp(const std::string& text) {
   std::string path = testing::TempDir() + "ds_config_test.json";
   std::ofstream(path) << text;
@@ -60,7 +70,7 @@ TEST(DsConfig, AllowsCommentsAndIgnoresUnknownTopLevelKeys) {
   std::string path = write_temp(R"({
     // DeepSpeed has many keys autotp does not act on
     "wall_clock_breakdown": false, /* ignored */
-    "activation_checkpointing": {"partition_activations": true},
+    "flops_profiler": {"enabled": true},
     "zero_optimization": {"stage": 1, "overlap_comm": true},
     "bf16": {"enabled": true}
   })");
@@ -229,4 +239,69 @@ TEST(DsConfig, ResolvesTheBatchLikeDeepSpeed) {
   }
   DsConfig neither;
   EXPECT_THROW(neither.resolve_batch(1), Error);
+}
+
+TEST(DsConfig, ActivationCheckpointingBlockTurnsItOn) {
+  DsConfig none = DsConfig::from_json(json::object(), "cfg.json");
+  EXPECT_FALSE(none.activation_checkpointing.enabled);
+  EXPECT_FALSE(none.activation_checkpointing.on(-1));
+  EXPECT_TRUE(none.activation_checkpointing.on(1));  // --activation_checkpointing true
+
+  // DeepSpeed's keys, each with a value autotp honours.
+  DsConfig c = DsConfig::from_json(json::parse(R"({"activation_checkpointing": {
+      "partition_activations": false, "cpu_checkpointing": false,
+      "contiguous_memory_optimization": true, "number_checkpoints": 40,
+      "synchronize_checkpoint_boundary": true, "profile": false}})"),
+                                   "cfg.json");
+  const ActivationCheckpointingConfig& a = c.activation_checkpointing;
+  EXPECT_TRUE(a.enabled);
+  EXPECT_TRUE(a.on(-1));
+  EXPECT_FALSE(a.on(0));  // --activation_checkpointing false
+  EXPECT_TRUE(a.synchronize_checkpoint_boundary);
+  EXPECT_EQ(a.number_checkpoints, 40);
+  a.check_layers(40, "cfg.json");  // one checkpoint per layer: honoured
+
+  DsConfig empty = DsConfig::from_json(json::parse(R"({"activation_checkpointing": {}})"), "c");
+  EXPECT_TRUE(empty.activation_checkpointing.enabled);
+  EXPECT_EQ(empty.activation_checkpointing.number_checkpoints, 0);
+  empty.activation_checkpointing.check_layers(32, "c");  // null: every layer
+  DsConfig null_n = DsConfig::from_json(
+      json::parse(R"({"activation_checkpointing": {"number_checkpoints": null}})"), "c");
+  EXPECT_EQ(null_n.activation_checkpointing.number_checkpoints, 0);
+}
+
+TEST(DsConfig, ActivationCheckpointingKeysThatCannotBeHonouredAreNamed) {
+  auto err = [](const char* block) {
+    return error_of(json::parse(std::string(R"({"activation_checkpointing": )") + block + "}"));
+  };
+  EXPECT_EQ(err(R"({"partition_activations": true})"),
+            "cfg.json: field 'activation_checkpointing.partition_activations' is true, which "
+            "autotp cannot honour: autotp's checkpoints (each layer's input) stay whole on every "
+            "TP rank; set it to false or remove it");
+  EXPECT_EQ(err(R"({"cpu_checkpointing": true})"),
+            "cfg.json: field 'activation_checkpointing.cpu_checkpointing' is true, which autotp "
+            "cannot honour: autotp keeps the checkpoints in device memory; set it to false or "
+            "remove it");
+  EXPECT_NE(err(R"({"profile": true})").find("'activation_checkpointing.profile' is true"),
+            std::string::npos);
+  EXPECT_EQ(err(R"({"partition_activation": false})"),
+            "cfg.json: field 'activation_checkpointing.partition_activation' is not one of "
+            "DeepSpeed's activation_checkpointing keys (partition_activations, "
+            "cpu_checkpointing, contiguous_memory_optimization, number_checkpoints, "
+            "synchronize_checkpoint_boundary, profile)");
+  EXPECT_EQ(err(R"({"number_checkpoints": 0})"),
+            "cfg.json: field 'activation_checkpointing.number_checkpoints' must be a positive "
+            "integer or \"auto\", got 0");
+  EXPECT_EQ(err(R"({"synchronize_checkpoint_boundary": "yes"})"),
+            "cfg.json: field 'activation_checkpointing.synchronize_checkpoint_boundary' must be "
+            "true or false, got \"yes\"");
+  EXPECT_EQ(err("true"), "cfg.json: field 'activation_checkpointing' must be an object, got true");
+
+  // number_checkpoints other than one per layer: refused once the model is known.
+  DsConfig c = DsConfig::from_json(
+      json::parse(R"({"activation_checkpointing": {"number_checkpoints": 4}})"), "cfg.json");
+  EXPECT_EQ(error_of_call([&] { c.activation_checkpointing.check_layers(32, "cfg.json"); }),
+            "cfg.json: field 'activation_checkpointing.number_checkpoints' is 4, but autotp "
+            "checkpoints every layer's input (full layer recompute): the model has 32 layers, so "
+            "write 32 or null");
 }

@@ -77,6 +77,15 @@ head -c 1000 "$tok" >"$work/cut.tok"
 expect_error truncated_tokens "cut.tok" -- \
   $mpi -np 2 "$train" --tp_size 2 --dp_size 1 --data "$work/cut.tok" --out_dir "$work/tt"
 
+# 3b. A layout that does not fit (Phi-4 at seq 16384 x 64 needs TiBs per rank): one message
+# naming what is missing, from the memory plan, before any weight is initialised or loaded.
+expect_error no_memory "missing. Use more TP ranks" -- \
+  $mpi -np 2 "$train" --model_name phi-4 --deepspeed_config "$(dirname "$0")/../configs/phi-4.json" \
+  --tp_size 2 --dp_size 1 --seq_length 16384 --micro_batch_size 64 --device cpu \
+  --out_dir "$work/nm"
+[ "$(grep -c "error" "$work/no_memory.err")" -eq 1 ] && ok "no memory: one message" ||
+  bad "no memory: $(grep -c error "$work/no_memory.err") error lines"
+
 # 4. A sequence longer than the model's positions (the tiny model has 1024).
 expect_error seq_too_long "1024" -- \
   $mpi -np 2 "$train" --tp_size 2 --dp_size 1 --seq_length 2048 --data "$tok" --out_dir "$work/sl"

@@ -17,3 +17,6 @@ add_test(NAME readme_first_command
          COMMAND bash ${PROJECT_SOURCE_DIR}/tests/test_readme_first_command.sh
                  ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
 set_tests_properties(readme_first_command PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77)
+# memory_plan against the CPU backend's allocations, and checkpointing's bit-equality.
+autotp_test(test_memory_plan ${PROJECT_SOURCE_DIR}/tests/test_memory_plan.cpp RANKS 4
+            LIBS autotp_train)

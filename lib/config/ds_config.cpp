@@ -1,8 +1,10 @@
 #include "config/ds_config.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -185,6 +187,39 @@ DsConfig DsConfig::from_json(const json& j, const std::string& source) {
             ": field 'scheduler.params.total_num_steps' is needed by ", s.type,
             " (the step at which the decay ends)");
   }
+
+  if (j.contains("activation_checkpointing") && !j["activation_checkpointing"].is_null()) {
+    Fields ac = top.object("activation_checkpointing");
+    ActivationCheckpointingConfig& a = c.activation_checkpointing;
+    a.enabled = true;
+    static const char* known[] = {"partition_activations",           "cpu_checkpointing",
+                                  "contiguous_memory_optimization",  "number_checkpoints",
+                                  "synchronize_checkpoint_boundary", "profile"};
+    for (auto& [key, v] : j["activation_checkpointing"].items()) {
+      (void)v;
+      check(std::find_if(std::begin(known), std::end(known),
+                         [&](const char* k) { return key == k; }) != std::end(known),
+            source, ": field 'activation_checkpointing.", key,
+            "' is not one of DeepSpeed's activation_checkpointing keys (partition_activations, "
+            "cpu_checkpointing, contiguous_memory_optimization, number_checkpoints, "
+            "synchronize_checkpoint_boundary, profile)");
+    }
+    // The keys autotp cannot honour when true, and why.
+    auto only_false = [&](const char* key, const char* why) {
+      bool on = false;
+      ac.boolean(key, on);
+      check(!on, source, ": field '", ac.path(key), "' is true, which autotp cannot honour: ", why,
+            "; set it to false or remove it");
+    };
+    only_false("partition_activations",
+               "autotp's checkpoints (each layer's input) stay whole on every TP rank");
+    only_false("cpu_checkpointing", "autotp keeps the checkpoints in device memory");
+    only_false("profile", "autotp times the step with autotp-bench --profile instead");
+    bool contiguous = false;
+    ac.boolean("contiguous_memory_optimization", contiguous);  // honoured either way
+    ac.boolean("synchronize_checkpoint_boundary", a.synchronize_checkpoint_boundary);
+    ac.integer("number_checkpoints", a.number_checkpoints, 1);
+  }
   return c;
 }
 
@@ -196,6 +231,14 @@ std::string DsConfig::optimizer_defaults_note() const {
   return source + " has no optimizer block, so autotp trains with " + buf +
          " (add \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": ...}} to choose; "
          "--lr sets the lr)";
+}
+
+void ActivationCheckpointingConfig::check_layers(int64_t num_layers,
+                                                 const std::string& source) const {
+  check(!enabled || number_checkpoints == 0 || number_checkpoints == num_layers, source,
+        ": field 'activation_checkpointing.number_checkpoints' is ", number_checkpoints,
+        ", but autotp checkpoints every layer's input (full layer recompute): the model has ",
+        num_layers, " layers, so write ", num_layers, " or null");
 }
 
 DsConfig DsConfig::from_file(const std::string& path) {

@@ -34,6 +34,31 @@ struct SchedulerConfig {
   std::string warmup_type = "log";  // "log" or "linear"
 };
 
+// DeepSpeed's activation_checkpointing block. DeepSpeed turns checkpointing on in the model
+// (transformers' gradient_checkpointing_enable()) and reads this block for how; autotp has no
+// model code to edit, so the block's presence turns it on (autotp-train and autotp-bench
+// --activation_checkpointing true/false override it either way). What autotp does is full layer
+// recompute (model/phi3_model.hpp): each layer's input is the checkpoint. The keys:
+//   partition_activations           false only: each checkpoint stays whole on every TP rank
+//   cpu_checkpointing               false only: the checkpoints stay in device memory
+//   contiguous_memory_optimization  either: honoured as is, the checkpoints are buffers
+//                                   allocated once, side by side, before the first step
+//   number_checkpoints              null, or the number of layers (a checkpoint per layer)
+//   synchronize_checkpoint_boundary either: true synchronizes the device after each layer's
+//                                   forward and recompute, as DeepSpeed does (for timing)
+//   profile                         false only: autotp-bench --profile times the step
+// Any other key, or a value that cannot be honoured, is an Error naming the key.
+struct ActivationCheckpointingConfig {
+  bool enabled = false;  // the block was given
+  bool synchronize_checkpoint_boundary = false;
+  int64_t number_checkpoints = 0;  // 0 = null / not given (a checkpoint per layer)
+  // Once the model is known: number_checkpoints must be its number of layers (or null).
+  void check_layers(int64_t num_layers, const std::string& source) const;
+  // Whether checkpointing is on: flag 1 / 0 from a command line (--activation_checkpointing
+  // true / false), -1 (not given) = whether the block is there.
+  bool on(int flag) const { return flag < 0 ? enabled : flag > 0; }
+};
+
 struct DsConfig {
   std::string source;       // file name, for messages
   int64_t autotp_size = 0;  // tensor_parallel.autotp_size; 0 = not given
@@ -49,6 +74,7 @@ struct DsConfig {
   OptimizerConfig optimizer;
   bool has_optimizer = false;  // an "optimizer" block was given
   SchedulerConfig scheduler;
+  ActivationCheckpointingConfig activation_checkpointing;
   nlohmann::json tensor_parallel = nlohmann::json::object();
   nlohmann::json raw;
 

@@ -40,4 +40,14 @@ int tool_main(const char* tool, const std::function<int()>& body) {
   return 1;
 }
 
+void add_activation_checkpointing_option(boost::program_options::options_description& d,
+                                         int& flag) {
+  d.add_options()("activation_checkpointing",
+                  boost::program_options::value<bool>()->implicit_value(true)->notifier(
+                      [&flag](bool on) { flag = on ? 1 : 0; }),
+                  "true or false: recompute each layer's forward in the backward instead of "
+                  "keeping its activations (default: on when the ds_config has an "
+                  "activation_checkpointing block)");
+}
+
 }  // namespace autotp

@@ -15,6 +15,11 @@ bool parse_command_line(
     const boost::program_options::options_description* hidden = nullptr,
     const boost::program_options::positional_options_description* pos = nullptr);
 
+// --activation_checkpointing [true|false], shared by autotp-train, autotp-bench and autotp-plan:
+// sets flag to 1 or 0 when given (bare: true) and leaves it alone (-1) otherwise, when the
+// ds_config's activation_checkpointing block decides (ActivationCheckpointingConfig::on).
+void add_activation_checkpointing_option(boost::program_options::options_description& d, int& flag);
+
 // Runs a single-process tool's body and returns its exit code; any exception becomes one line
 // on stderr and exit code 1. (MPI programs use dist/mpi_main.hpp instead.)
 int tool_main(const char* tool, const std::function<int()>& body);

@@ -95,6 +95,15 @@ class Backend {
   virtual void copy_values(const float* src, float* dst, size_t n) {
     copy(src, dst, n * sizeof(float));
   }
+  // Device memory this backend holds now and its high-water mark, in bytes as the device
+  // counts them (rounded as the allocator rounds, narrow buffers at their narrow size, internal
+  // buffers such as a weight copy or a GEMM scratch included). train/memory_plan.hpp predicts
+  // these numbers; its test holds the CPU backend's to them.
+  virtual size_t current_bytes() const = 0;
+  virtual size_t peak_bytes() const = 0;
+  // peak_bytes() = current_bytes() from now on (to measure one phase, e.g. training steps
+  // after a warm-up measurement freed its buffers).
+  virtual void reset_peak_bytes() = 0;
 
   // ---- dense linear algebra ----
   // C[M,N] (+)= op(A) @ op(B), op(A) [M,K], op(B) [K,N]; op(X) = X^T when transX. All dense,

@@ -307,9 +307,58 @@ int64_t Phi3Model::logits_chunk_rows(int64_t N) const {
   return (N + chunks - 1) / chunks;
 }
 
+float* Phi3Model::LayerActs::*const Phi3Model::kActField[kActBufs] = {
+    &LayerActs::rstd1,   &LayerActs::ln1,     &LayerActs::qkv_xin, &LayerActs::att_in,
+    &LayerActs::att_out, &LayerActs::lse,     &LayerActs::o_xin,   &LayerActs::mid,
+    &LayerActs::rstd2,   &LayerActs::ln2,     &LayerActs::gu_xin,  &LayerActs::sw_in,
+    &LayerActs::act,     &LayerActs::down_xin};
+
+// In kActField's order. Each buffer narrow where its writers are given Use::Narrow
+// (layer_forward); a GEMM input the layer keeps is its own (narrow) unless its site converts it,
+// when the converted copy (xin, fp32) is kept instead.
+Phi3Model::ActsSpec Phi3Model::acts_spec(const Layer& L, size_t N) const {
+  const int64_t tp = tg_.size();
+  const int64_t qkv_full = config_.q_rows() + 2 * config_.kv_rows();
+  auto fp32 = [](size_t n) { return ActBuf{n, false}; };
+  auto keep = [](bool narrow, size_t n) { return ActBuf{n, narrow}; };
+  auto kept_input = [&](const LinearSite& s, size_t n) {
+    return s.converts_input() ? ActBuf{} : ActBuf{n, true};
+  };
+  auto xin = [&](const LinearSite& s) {
+    return s.converts_input() ? fp32(N * size_t(s.in_local(tp))) : ActBuf{};
+  };
+  return {fp32(N),
+          kept_input(L.qkv, N * H_),
+          xin(L.qkv),
+          keep(L.qkv.writes_y(), N * L.qkv_layout.local_width(qkv_full, tp)),
+          keep(narrow_use(L.o) == Use::Narrow, N * L.nq * hd_),
+          fp32(N * L.nq),
+          xin(L.o),
+          fp32(N * H_),
+          fp32(N),
+          kept_input(L.gate_up, N * H_),
+          xin(L.gate_up),
+          keep(L.gate_up.writes_y(), N * L.gu_layout.local_width(2 * I_, tp)),
+          kept_input(L.down, N * L.act_layout.local_width(I_, tp)),
+          xin(L.down)};
+}
+
+Phi3Model::LayerActs Phi3Model::acts(size_t l) const {
+  if (!buffers_ckpt_) return acts_[l];
+  LayerActs a = acts_[0];
+  for (size_t k = 0; k < kActBufs; ++k)
+    if (!act_specs_[l][k].n) a.*kActField[k] = nullptr;
+  return a;
+}
+
+void Phi3Model::set_activation_checkpointing(bool on, bool synchronize_boundary) {
+  ckpt_ = on;
+  ckpt_sync_ = on && synchronize_boundary;
+}
+
 void Phi3Model::ensure_buffers(int B, int T) {
   const int64_t chunk = logits_chunk_rows(int64_t(B) * T);
-  if (B == B_ && T == T_ && chunk == chunk_) return;
+  if (B == B_ && T == T_ && chunk == chunk_ && ckpt_ == buffers_ckpt_) return;
   free_buffers();
   const int64_t tp = tg_.size();
   const size_t N = size_t(B) * size_t(T);
@@ -353,32 +402,31 @@ void Phi3Model::ensure_buffers(int B, int T) {
   be_.from_host(rope_.cos.data(), cos_, rope_.cos.size() * sizeof(float));
   be_.from_host(rope_.sin.data(), sin_, rope_.sin.size() * sizeof(float));
 
+  // The residual stream: every layer's input, kept with or without checkpointing.
   res_.assign(layers_.size() + 1, nullptr);
   for (auto& r : res_) r = buf(N * H_);
-  // Each buffer narrow where its writers are given Use::Narrow (layer_forward).
   auto keep = [&](bool narrow, size_t n) { return narrow ? narrow_buf(n) : buf(n); };
-  acts_.resize(layers_.size());
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    LayerActs& a = acts_[l];
-    const Layer& L = layers_[l];
-    auto kept_input = [&](const LinearSite& s, size_t n) {
-      return s.converts_input() ? nullptr : narrow_buf(n);
-    };
-    a.rstd1 = buf(N);
-    a.ln1 = kept_input(L.qkv, N * H_);
-    a.qkv_xin = xin(L.qkv);
-    a.att_in = keep(L.qkv.writes_y(), N * L.qkv_layout.local_width(qkv_full, tp));
-    a.att_out = keep(narrow_use(L.o) == Use::Narrow, N * L.nq * hd_);
-    a.lse = buf(N * L.nq);
-    a.o_xin = xin(L.o);
-    a.mid = buf(N * H_);
-    a.rstd2 = buf(N);
-    a.ln2 = kept_input(L.gate_up, N * H_);
-    a.gu_xin = xin(L.gate_up);
-    a.sw_in = keep(L.gate_up.writes_y(), N * L.gu_layout.local_width(2 * I_, tp));
-    a.act = kept_input(L.down, N * L.act_layout.local_width(I_, tp));
-    a.down_xin = xin(L.down);
+  act_specs_.clear();
+  for (const Layer& L : layers_) act_specs_.push_back(acts_spec(L, N));
+  // Checkpointing: one set for all layers, each buffer as large as its largest use, narrow
+  // only where every layer writes it narrow (an fp32 buffer holds narrow values too).
+  std::vector<ActsSpec> sets = act_specs_;
+  if (ckpt_ && !sets.empty()) {
+    ActsSpec shared = sets[0];
+    for (const ActsSpec& sp : sets)
+      for (size_t k = 0; k < kActBufs; ++k) {
+        if (!sp[k].n) continue;
+        shared[k].narrow = shared[k].n ? shared[k].narrow && sp[k].narrow : sp[k].narrow;
+        shared[k].n = std::max(shared[k].n, sp[k].n);
+      }
+    sets.assign(1, shared);
   }
+  acts_.assign(sets.size(), LayerActs{});
+  for (size_t i = 0; i < sets.size(); ++i)
+    for (size_t k = 0; k < kActBufs; ++k)
+      if (sets[i][k].n) acts_[i].*kActField[k] = keep(sets[i][k].narrow, sets[i][k].n);
+  acts_layer_ = -1;
+  buffers_ckpt_ = ckpt_;
   lnf_ = buf(N * H_);
   rstdf_ = buf(N);
   lm_xin_ = xin(lm_head_);
@@ -395,6 +443,15 @@ void Phi3Model::ensure_buffers(int B, int T) {
   act_ = maybe(need_act);
   d_ln_ = buf(N * H_);
   dres_ = buf(N * H_);
+  // The layout conversions' gather scratch (TpGroup's), now rather than at the first step.
+  auto reserve_site = [&](const LinearSite& s, int64_t rows) {
+    tg_.reserve(s.src, s.in_layout, rows, s.in);
+    tg_.reserve(s.out_layout, s.dst, rows, s.out);
+  };
+  if (embed_split_ == EmbedSplit::Hidden) tg_.reserve(embed_layout_, Layout::R(), N, H_);
+  for (const Layer& L : layers_)
+    for (const LinearSite* s : {&L.qkv, &L.o, &L.gate_up, &L.down}) reserve_site(*s, N);
+  reserve_site(lm_head_, chunk);
   B_ = B;
   T_ = T;
   chunk_ = chunk;
@@ -476,11 +533,12 @@ void Phi3Model::forward_layers(const int32_t* inputs, const int32_t* targets, in
   if (layers_.empty()) {
     be_.rmsnorm_forward(res_.back(), params_ + norm_off_, N, H_, eps, lnf_, rstdf_, Use::Any);
   } else {
-    const LayerActs& a = acts_[0];
+    const LayerActs a = acts(0);
     be_.rmsnorm_forward(x0, params_ + layers_[0].ln1, N, H_, eps, kept_or(a.ln1, ln_), a.rstd1,
                         kept_use(a.ln1));
   }
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(int(l), B, T);
+  acts_layer_ = int64_t(layers_.size()) - 1;  // the last layer's activations are in place
 
   have_forward_ = true;
   logits_valid_ = true;
@@ -524,14 +582,18 @@ int64_t Phi3Model::last_chunk() const {
   return (int64_t(B_) * T_ - 1) / chunk_ * chunk_;
 }
 
-void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
+void Phi3Model::layer_forward(int l, int64_t B, int64_t T, bool recompute) {
   const Layer& L = layers_[size_t(l)];
-  LayerActs& a = acts_[size_t(l)];
+  const LayerActs a = acts(size_t(l));
   const int64_t N = B * T, tp = tg_.size();
   const int64_t qkv_local = L.qkv_layout.local_width(config_.q_rows() + 2 * config_.kv_rows(), tp);
   const float eps = float(config_.rms_norm_eps);
   const float* x = res_[size_t(l)];
   float* P = params_;
+  // The forward had ln1 from the norm fused into the layer before's residual add (its
+  // add_rmsnorm_forward: the sum res_[l], then the norm of it, as here).
+  if (recompute)
+    be_.rmsnorm_forward(x, P + L.ln1, N, H_, eps, kept_or(a.ln1, ln_), a.rstd1, kept_use(a.ln1));
 
   // h = x + o_proj(attn(rope(qkv_proj(rmsnorm(x))))); rmsnorm(x) is in ln1 already.
   // qkv is read by RoPE (in place) and the attention alone: kept narrow.
@@ -556,13 +618,16 @@ void Phi3Model::layer_forward(int l, int64_t B, int64_t T) {
                      kept_use(a.act));
   linear_forward(be_, tg_, L.down, P + L.down.w_offset, kept_or(a.act, act_), N, a.down_xin, sc_y_,
                  sc_out_, Use::Narrow);
+  if (ckpt_sync_) be_.synchronize();
+  if (recompute) return;  // res_[l + 1] and the next norm are the forward's still
   // out = mid + mlp, and the norm of `out` that comes next: layer l + 1's ln1 (read by its
   // qkv_proj only), or the final norm (read by every logits chunk, and again in the backward).
   const bool last = size_t(l) + 1 == layers_.size();
   const size_t next_w = last ? norm_off_ : layers_[size_t(l) + 1].ln1;
-  float* next_ln = last ? lnf_ : kept_or(acts_[size_t(l) + 1].ln1, ln_);
-  float* next_rstd = last ? rstdf_ : acts_[size_t(l) + 1].rstd1;
-  const Use next_use = last ? Use::Any : kept_use(acts_[size_t(l) + 1].ln1);
+  const LayerActs next = last ? LayerActs{} : acts(size_t(l) + 1);
+  float* next_ln = last ? lnf_ : kept_or(next.ln1, ln_);
+  float* next_rstd = last ? rstdf_ : next.rstd1;
+  const Use next_use = last ? Use::Any : kept_use(next.ln1);
   be_.add_rmsnorm_forward(sc_out_, a.mid, res_[size_t(l) + 1], P + next_w, N, H_, eps, next_ln,
                           next_rstd, next_use);
 }
@@ -649,6 +714,10 @@ void Phi3Model::backward_layers() {
   ready(tail, layout_.total - tail);
 
   for (size_t l = layers_.size(); l-- > 0;) {
+    if (compute && buffers_ckpt_ && acts_layer_ != int64_t(l)) {
+      layer_forward(int(l), B_, T_, /*recompute=*/true);
+      acts_layer_ = int64_t(l);
+    }
     if (compute) layer_backward(int(l), B_, T_);
     ready(layers_[l].lo, layers_[l].hi - layers_[l].lo);
   }
@@ -674,7 +743,7 @@ void Phi3Model::backward_layers() {
 
 void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   const Layer& L = layers_[size_t(l)];
-  const LayerActs& a = acts_[size_t(l)];
+  const LayerActs a = acts(size_t(l));
   const int64_t N = B * T, tp = tg_.size();
   const int64_t qkv_local = L.qkv_layout.local_width(config_.q_rows() + 2 * config_.kv_rows(), tp);
   const float* P = params_;
@@ -719,7 +788,10 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
 }
 
 Use Phi3Model::dres_use(int l) const {
-  return l >= 0 ? grad_gemm_use(layers_[size_t(l)].down) : Use::Any;
+  // A layer recomputed before its backward runs GEMMs of its own between the norm's backward
+  // and down_proj's: dres must not stand as one GEMM's operand then (Use::Gemm), so fp32.
+  const bool recomputed = buffers_ckpt_ && l + 1 < int(layers_.size());
+  return l >= 0 && !recomputed ? grad_gemm_use(layers_[size_t(l)].down) : Use::Any;
 }
 
 }  // namespace autotp

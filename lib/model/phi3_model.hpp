@@ -9,6 +9,7 @@
 // Usage per step:  zero_grad(); loss = forward(ids, targets, B, T); backward(scale); ...
 // The optimizer updates params() from grads() (flat, ParamLayout order), then calls
 // params_changed().
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -100,6 +101,23 @@ class Phi3Model {
   // The rows per chunk for a batch of N rows.
   int64_t logits_chunk_rows(int64_t N) const;
   int64_t num_targets() const { return num_targets_; }  // targets counted by the last forward
+  // Activation checkpointing, full layer recompute (ds_config activation_checkpointing, see
+  // config/ds_config.hpp): the forward keeps each layer's input (the residual stream, fp32
+  // [B*T, H] per layer, kept anyway) and one set of per-layer activations, shared by the layers
+  // one at a time; the backward recomputes layer l's forward from its input into that set just
+  // before layer l's backward (not for the last layer, whose activations the forward left
+  // there). The recompute is the forward's own code, so losses and gradients equal those
+  // without checkpointing (bit for bit on the CPU backend); every TP rank recomputes the same
+  // layers in the same order, so the recompute's TP collectives match. It costs one more
+  // forward of every layer but the last. synchronize_boundary: Backend::synchronize() after each
+  // layer's forward and recompute (DeepSpeed's synchronize_checkpoint_boundary, for timing).
+  // Takes effect at the next forward() (or reserve()); every rank of the TP group must agree.
+  void set_activation_checkpointing(bool on, bool synchronize_boundary = false);
+  bool activation_checkpointing() const { return ckpt_; }
+  // Allocates every buffer a step of micro-batch B x sequence T needs (forward() does it on
+  // first use), computing nothing: what memory_plan (train/memory_plan.hpp) counts on the
+  // sizing backend. A step then allocates nothing more (gather_logits() excepted).
+  void reserve(int B, int T) { ensure_buffers(B, T); }
   // How this rank runs the plan, one line per part, for logs: e.g.
   //   embedding: vocab-parallel (rows 0-15 of 32)
   //   layer 0: attention on local heads (q 4/8, kv 2/4), MLP on local columns
@@ -150,6 +168,19 @@ class Phi3Model {
     float *rstd1, *ln1, *qkv_xin, *att_in, *att_out, *lse, *o_xin, *mid, *rstd2, *ln2, *gu_xin,
         *sw_in, *act, *down_xin;
   };
+  // LayerActs' buffers one by one, and what one layer needs of each: n elements (0: none,
+  // the pointer stays null) and whether only narrow values are written into it (alloc_narrow).
+  static constexpr size_t kActBufs = 14;
+  static float* LayerActs::*const kActField[kActBufs];
+  struct ActBuf {
+    size_t n = 0;
+    bool narrow = false;
+  };
+  using ActsSpec = std::array<ActBuf, kActBufs>;
+  ActsSpec acts_spec(const Layer& L, size_t N) const;
+  // Layer l's activations: its own set, or (checkpointing) the shared one, with the buffers
+  // that layer l has none of (e.g. a converted input where its site does not convert) null.
+  LayerActs acts(size_t l) const;
 
   void ensure_buffers(int B, int T);
   void free_buffers();
@@ -157,7 +188,10 @@ class Phi3Model {
   float* narrow_buf(size_t n);  // a buffer from alloc_narrow (see LayerActs)
   // forward() up to the final norm (the inputs checked and uploaded, targets counted).
   void forward_layers(const int32_t* inputs, const int32_t* targets, int B, int T);
-  void layer_forward(int l, int64_t B, int64_t T);
+  // Layer l's forward from its input res_[l] (whose norm ln1 the layer before computed) up to
+  // its output res_[l + 1] and the next norm; `recompute`: the checkpointed backward's, which
+  // computes ln1 itself and stops before the output (res_[l + 1] holds it already).
+  void layer_forward(int l, int64_t B, int64_t T, bool recompute = false);
   void chunk_loss_stats(int64_t r0, int64_t rows, bool reduce);
   float loss_from_stats(const int32_t* targets);  // the mean loss from m, s, z of every row
   int64_t last_chunk() const;                     // first row of the last logits chunk
@@ -202,8 +236,12 @@ class Phi3Model {
   std::vector<void*> allocs_;
   int32_t *ids_ = nullptr, *tgt_ = nullptr;
   float *cos_ = nullptr, *sin_ = nullptr;
-  std::vector<float*> res_;  // residual stream: input of layer l, res_[L] = final hidden
-  std::vector<LayerActs> acts_;
+  std::vector<float*> res_;          // residual stream: input of layer l, res_[L] = final hidden
+  std::vector<LayerActs> acts_;      // per layer, or one shared set (checkpointing)
+  std::vector<ActsSpec> act_specs_;  // per layer
+  bool ckpt_ = false, ckpt_sync_ = false;
+  bool buffers_ckpt_ = false;  // ckpt_ when the buffers were allocated
+  int64_t acts_layer_ = -1;    // checkpointing: the layer whose activations the shared set holds
   // logits_: one chunk [chunk_, logits_width_]; ce_: [max | sumexp | target logit] of all rows,
   // then (vocab-parallel) [this rank's max].
   float *lnf_, *rstdf_, *lm_xin_, *logits_, *ce_;

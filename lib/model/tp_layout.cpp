@@ -48,7 +48,7 @@ void TpGroup::all_reduce_max(float* x, size_t n) {
 
 void TpGroup::gather(const Layout& s, const float* x, int64_t N, int64_t F, float* y) {
   const int64_t Fl = F / tp_;
-  float* all = scratch(0, size_t(tp_ * N * Fl));
+  float* all = scratch(0, gathered(N, F));
   comm_.all_gather(x, all, size_t(N * Fl));  // [tp][N, Fl], rank-major
   for (int64_t r = 0; r < tp_; ++r) {
     int64_t local_col = 0;
@@ -66,6 +66,12 @@ void TpGroup::slice(const Layout& s, const float* x, int64_t N, int64_t F, float
     be_.copy_cols(x, F, b, y, Fl, local_col, N, e - b, false);
     local_col += e - b;
   }
+}
+
+void TpGroup::reserve(const Layout& a, const Layout& b, int64_t N, int64_t F) {
+  if (a == b || tp_ == 1) return;  // a copy, or a slice one way and a gather the other
+  scratch(0, gathered(N, F));
+  if (a.sharded && b.sharded) scratch(1, size_t(N * F));  // S -> S' goes through R
 }
 
 void TpGroup::convert(const Layout& from, const Layout& to, const float* x, int64_t N, int64_t F,

@@ -63,9 +63,13 @@ class TpGroup {
   void gather(const Layout& s, const float* x, int64_t N, int64_t F, float* y);
   // R -> S: this rank's columns of every part.
   void slice(const Layout& s, const float* x, int64_t N, int64_t F, float* y);
+  // Allocates now the scratch that convert(a, b) and its backward convert(b, a) of [N, F]
+  // need, so that no step allocates (and the sizing backend sees it: train/memory_plan.hpp).
+  void reserve(const Layout& a, const Layout& b, int64_t N, int64_t F);
 
  private:
   float* scratch(int which, size_t n);  // grown on demand, kept between calls
+  size_t gathered(int64_t N, int64_t F) const { return size_t(tp_ * N * (F / tp_)); }
   Backend& be_;
   Comm& comm_;
   int64_t tp_, rank_;

@@ -4,33 +4,11 @@
 #include <cstdio>
 #include <map>
 
+#include "core/strings.hpp"
+
 namespace autotp {
 
 namespace {
-
-std::string with_commas(int64_t v) {
-  std::string digits = std::to_string(v < 0 ? -v : v), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return v < 0 ? "-" + out : out;
-}
-
-std::string format_bytes_d(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024.0 && u < 4) {
-    b /= 1024.0;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0)
-    std::snprintf(buf, sizeof buf, "%.0f B", b);
-  else
-    std::snprintf(buf, sizeof buf, "%.2f %s", b, units[u]);
-  return buf;
-}
 
 std::string dims(const std::vector<int64_t>& v) {
   std::string out = "[";
@@ -66,7 +44,7 @@ struct Table {
     for (size_t i = 0; i < rows.size(); ++i) {
       std::string line;
       for (size_t c = 0; c < rows[i].size(); ++c) {
-        const bool numeric = c >= 3 && c <= 5;  // byte columns read best right-aligned
+        const bool numeric = c == 3;  // counts read best right-aligned
         std::string cell = rows[i][c];
         std::string pad(w[c] - cell.size(), ' ');
         line +=
@@ -80,27 +58,9 @@ struct Table {
 
 }  // namespace
 
-std::string format_bytes(int64_t bytes) {
-  return format_bytes_d(double(bytes));
-}
-
-RankMemory rank_memory(const PartitionPlan& plan, int64_t dp, DType weights, int zero_stage) {
-  RankMemory m;
-  for (auto& s : plan.params) m.local_numel += s.local_numel();
-  const int64_t n = m.local_numel;
-  m.shard_numel = (n + dp - 1) / dp;  // the flat buffer padded to a multiple of dp
-  const int64_t master = weights == DType::F32 ? 0 : 4;  // fp32 weights are their own master
-  m.weight_bytes = n * int64_t(dtype_size(weights));
-  m.grad_bytes = (zero_stage >= 2 ? m.shard_numel : n) * 4;
-  m.optim_bytes = (zero_stage >= 1 ? m.shard_numel : n) * (8 + master);
-  return m;
-}
-
 void print_plan_report(std::ostream& os, const PartitionPlan& plan, const PartitionConfig& pc,
                        const ModelConfig& mc, const PlanReportOptions& opt) {
   const int64_t tp = plan.tp, dp = opt.dp;
-  const std::string wname = opt.weights == DType::F32 ? "fp32" : "bf16";
-  const int64_t master = opt.weights == DType::F32 ? 0 : 4;
 
   os << "model  " << opt.model_label << ": model_type " << mc.model_type << ", "
      << mc.num_hidden_layers << " layers, hidden " << mc.hidden_size << ", "
@@ -112,22 +72,14 @@ void print_plan_report(std::ostream& os, const PartitionPlan& plan, const Partit
   size_t user = 0;
   for (auto& s : pc.specs) user += s.origin.compare(0, 7, "preset ") != 0;
   os << "config " << opt.config_label << ": tp " << tp << " x dp " << dp << " = " << tp * dp
-     << " ranks, ZeRO stage " << opt.zero_stage << ", weights " << wname << "; " << user
+     << " ranks, ZeRO stage " << opt.zero_stage << ", device " << opt.device << "; " << user
      << " layer spec" << (user == 1 ? "" : "s") << " + " << (pc.specs.size() - user)
      << " from preset " << (pc.preset_model.empty() ? "(none)" : pc.preset_model)
      << ", vocab_parallel " << (pc.vocab_parallel ? "on" : "off") << ", strict_mode "
      << (pc.strict_mode ? "on" : "off") << "\n\n";
 
-  const char* zero_note = opt.zero_stage >= 2   ? "shares of the ZeRO-2 shards"
-                          : opt.zero_stage == 1 ? "grads whole, optimizer ZeRO-1 shares"
-                                                : "ZeRO-0: whole on every rank";
-  os << "Each TP rank holds the local shape; ranges are TP rank r's rows or columns of the global "
-        "weight.\nweights: per rank, "
-     << wname << ". grads (fp32) and optim (" << (master ? "fp32 master + " : "")
-     << "Adam m, v): " << zero_note
-     << (opt.zero_stage >= 1 ? ", spread evenly over " + std::to_string(dp) + " DP ranks"
-                             : std::string())
-     << ".\n\n";
+  os << "Each TP rank holds the local shape (its elements per rank); ranges are TP rank r's rows "
+        "or columns of the global weight.\n\n";
 
   // Per-layer signatures, to print a run of identical layers once.
   std::map<int64_t, std::string> sig;
@@ -139,14 +91,12 @@ void print_plan_report(std::ostream& os, const PartitionPlan& plan, const Partit
   }
 
   Table t;
-  t.rows.push_back({"parameter", "global", "local", "weights", "grads", "optim", "rule"});
+  t.rows.push_back({"parameter", "global", "local", "elements", "rule"});
   t.extra.push_back({});
   auto add_note_row = [&](const std::string& text) {
     t.rows.push_back({text});
     t.extra.push_back({});
   };
-  const double grad_div = opt.zero_stage >= 2 ? double(dp) : 1.0;
-  const double optim_div = opt.zero_stage >= 1 ? double(dp) : 1.0;
   int64_t shown_layer = -1, run_from = -1, run_to = -1, current = -1;
   auto flush_run = [&] {
     if (run_from < 0) return;
@@ -170,11 +120,8 @@ void print_plan_report(std::ostream& os, const PartitionPlan& plan, const Partit
       }
     }
     if (l >= 0 && run_from >= 0 && l >= run_from) continue;
-    const double local = double(s.local_numel());
-    t.rows.push_back({s.name, dims(s.shape), dims(s.local_shape()),
-                      format_bytes_d(local * double(dtype_size(opt.weights))),
-                      format_bytes_d(local * 4 / grad_div),
-                      format_bytes_d(local * double(8 + master) / optim_div), s.rule});
+    t.rows.push_back(
+        {s.name, dims(s.shape), dims(s.local_shape()), with_commas(s.local_numel()), s.rule});
     std::vector<std::string> extra;
     if (!s.replicated()) {
       const std::string label = s.split_dim == 0 ? "rows " : "cols ";
@@ -193,24 +140,6 @@ void print_plan_report(std::ostream& os, const PartitionPlan& plan, const Partit
   }
   flush_run();
   t.print(os);
-
-  const RankMemory m = rank_memory(plan, dp, opt.weights, opt.zero_stage);
-  os << "\nPer rank (the same on all " << tp * dp << " ranks): N = " << with_commas(m.local_numel)
-     << " parameter elements per TP rank";
-  if (opt.zero_stage >= 1)
-    os << ", ZeRO shard S = ceil(N / " << dp << ") = " << with_commas(m.shard_numel);
-  os << "\n";
-  auto line = [&](const std::string& what, int64_t bytes) {
-    std::string pad(std::max<size_t>(0, 44 - std::min<size_t>(44, what.size())), ' ');
-    os << "  " << what << pad << format_bytes(bytes) << "  (" << with_commas(bytes) << " bytes)\n";
-  };
-  line("weights (" + wname + ", N)", m.weight_bytes);
-  line(std::string("gradients (fp32, ") + (opt.zero_stage >= 2 ? "S)" : "N)"), m.grad_bytes);
-  line(std::string("optimizer (") + (master ? "fp32 master + " : "") + "Adam m, v; " +
-           (opt.zero_stage >= 1 ? "S)" : "N)"),
-       m.optim_bytes);
-  os << "total per rank: " << format_bytes(m.total()) << " (" << with_commas(m.total())
-     << " bytes)\n";
 
   os << "\nunmatched (2-D weights no spec matched; replicated on every TP rank): ";
   if (plan.unmatched.empty()) {

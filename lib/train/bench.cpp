@@ -12,6 +12,7 @@
 #include "config/ds_config.hpp"
 #include "core/cli.hpp"
 #include "core/error.hpp"
+#include "core/strings.hpp"
 #include "data/sampler.hpp"
 #include "dist/mpi_main.hpp"
 #include "dist/timed_comm.hpp"
@@ -25,6 +26,7 @@
 #include "train/device.hpp"
 #include "train/flops.hpp"
 #include "train/grad_link.hpp"
+#include "train/memory_plan.hpp"
 #ifdef AUTOTP_WITH_CUDA
 #include "kernels/cuda/cuda_backend.hpp"
 #endif
@@ -73,6 +75,7 @@ bool BenchArgs::parse(int argc, char** argv) {
     ("json", po::value(&json), "write the results as JSON to this file")
     ("seed", po::value(&seed), "seed of the initialisation and the token ids");
   // clang-format on
+  add_activation_checkpointing_option(d, activation_checkpointing);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, d, vm, "usage: mpirun -np N autotp-bench [options]\n"))
     return false;
@@ -140,21 +143,25 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
     check_seq_length(a.seq_length, mc.max_position_embeddings);
     return 0;
   });
-  OptimizerConfig opt_cfg;
-  double clip = a.grad_clip;
+  // Without --ds_config: AdamW's defaults, --grad_clip, no checkpointing block.
+  DsConfig ds;
+  ds.source = "autotp-bench";
+  ds.gradient_clipping = a.grad_clip;
   nlohmann::json tp_json = phi3_tensor_parallel(mc, topo.tp);
   std::string tp_source = "autotp-bench's Phi-3 specs";
   if (!a.ds_config.empty()) {
-    DsConfig ds = same_on_every_rank([&] { return DsConfig::from_file(a.ds_config); });
-    opt_cfg = ds.optimizer;
-    clip = ds.gradient_clipping;
+    ds = same_on_every_rank([&] { return DsConfig::from_file(a.ds_config); });
     tp_json = ds.tensor_parallel;
     tp_source = ds.source;
     if (root && !ds.has_optimizer)
       std::printf("autotp-bench: note: %s\n", ds.optimizer_defaults_note().c_str());
   }
+  ds.zero_stage = int(a.zero_stage);
+  const OptimizerConfig opt_cfg = ds.optimizer;
+  const double clip = ds.gradient_clipping;
   PartitionPlan plan = same_on_every_rank(
       [&] { return build_plan(PartitionConfig::from_json(tp_json, tp_source), mc, topo.tp); });
+  const bool recompute = ds.activation_checkpointing.on(a.activation_checkpointing);
 
   Device dev = make_device(a.device, a.comm, topo);
   Backend& be = *dev.backend;
@@ -176,10 +183,21 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   // 256 MiB: well past any cache, and small beside the model's own peak memory.
   const double bandwidth_gbs = measure_bandwidth_gbs(be, size_t(on_gpu ? 256 : 64) << 20);
 
+  // The allocations the plan predicts, measured from here (the rates' buffers are freed).
+  MemoryPlanArgs mem_args = same_on_every_rank([&] {
+    return memory_plan_args(ds, mc, plan, topo.dp, a.micro_batch, a.seq_length, recompute,
+                            DeviceSizes::matching(be));
+  });
+  mem_args.logits_chunk_rows = a.logits_chunk_rows;
+  const RankMemory planned = plan_memory(mem_args);
+  be.reset_peak_bytes();
+
   auto t_init = Clock::now();
   Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, be,
                   ZeroOptimizer::keeps_master_copy(int(a.zero_stage), topo.dp));
   model.set_logits_chunk_rows(a.logits_chunk_rows);
+  model.set_activation_checkpointing(recompute,
+                                     ds.activation_checkpointing.synchronize_checkpoint_boundary);
   if (src.file)
     model.load(*src.file);
   else
@@ -267,6 +285,7 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   // Each step as long as its slowest rank.
   MPI_Allreduce(MPI_IN_PLACE, step_s.data(), int(step_s.size()), MPI_DOUBLE, MPI_MAX, topo.world);
   const double mem_gib = max_over(dev.peak_memory_gib(), topo.world);
+  const double peak_bytes = max_over(double(be.peak_bytes()), topo.world);
   float loss = last_loss;
   dp_comm->all_reduce_sum(&loss, 1);
   loss /= float(topo.dp);
@@ -312,6 +331,14 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
                       {"peak_tflops", peak},
                       {"peak_source", peak_rate.source},
                       {"peak_mem_gib", mem_gib},
+                      {"peak_mem_bytes", peak_bytes},
+                      {"activation_checkpointing", recompute},
+                      {"planned_mem",
+                       {{"total", planned.total()},
+                        {"weights", planned.weights},
+                        {"gradients", planned.gradients},
+                        {"optimizer", planned.optimizer},
+                        {"activations", planned.activations}}},
                       {"loss", loss},
                       {"flops_per_step", flops.total},
                       {"floor",
@@ -335,6 +362,14 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
         "step %.1f ms (min %.1f, max %.1f) | loss %.4f\n",
         tok_s, tflops, 100 * mfu, peak, mem_gib, step_mean * 1e3, step_s.front() * 1e3,
         step_s.back() * 1e3, loss);
+    std::printf(
+        "memory per rank: measured peak %s (%.0f bytes) | planned %s (%zu bytes: weights %s, "
+        "gradients %s, optimizer %s, activations %s; activation checkpointing %s)\n",
+        format_bytes(peak_bytes).c_str(), peak_bytes, format_bytes(double(planned.total())).c_str(),
+        planned.total(), format_bytes(double(planned.weights)).c_str(),
+        format_bytes(double(planned.gradients)).c_str(),
+        format_bytes(double(planned.optimizer)).c_str(),
+        format_bytes(double(planned.activations)).c_str(), recompute ? "on" : "off");
     const std::string at_782 =
         on_gpu ? ", " + std::to_string(std::lround(flops.gemm / ranks / 782e12 * 1e3)) +
                      " ms at anchors.md's 782"

@@ -1,11 +1,11 @@
 #pragma once
 // autotp-bench: the training step of autotp-train (forward, backward, ZeRO AdamW step,
 // params_changed) on the model's weights (random for a preset or config.json) and random token
-// ids, timed. Prints tokens/s, TFLOP/s and MFU as anchors.md counts them, peak memory, the floor
-// (GEMM FLOPs over a measured matmul rate, memory-bound bytes over a measured copy bandwidth)
-// and, with --profile, where the step time goes. tests/gpu/hf_reference_bench.py prints the
-// same lines and JSON keys for transformers, so the two compare side by side
-// (tests/gpu/run_bench.sh).
+// ids, timed. Prints tokens/s, TFLOP/s and MFU as anchors.md counts them, peak memory beside
+// train/memory_plan.hpp's prediction of it, the floor (GEMM FLOPs over a measured matmul rate,
+// memory-bound bytes over a measured copy bandwidth) and, with --profile, where the step time
+// goes. tests/gpu/hf_reference_bench.py prints the same lines and JSON keys for transformers, so
+// the two compare side by side (tests/gpu/run_bench.sh).
 #include <mpi.h>
 
 #include <cstdint>
@@ -30,10 +30,11 @@ struct BenchArgs {
   double grad_clip = 1.0;     // when no ds_config is given
   std::string device = "auto";
   std::string comm = "auto";
-  double peak_tflops = 0;         // 0 = the device's nominal peak
-  int64_t logits_chunk_rows = 0;  // lm_head + cross-entropy rows at a time; 0 = the model's
-  int64_t gemm_size = 0;          // n of the n^3 matmul that measures the GEMM rate; 0 = by device
-  std::string json;               // "" = none
+  double peak_tflops = 0;             // 0 = the device's nominal peak
+  int64_t logits_chunk_rows = 0;      // lm_head + cross-entropy rows at a time; 0 = the model's
+  int activation_checkpointing = -1;  // 1 / 0; -1 = the --ds_config's block (off without one)
+  int64_t gemm_size = 0;  // n of the n^3 matmul that measures the GEMM rate; 0 = by device
+  std::string json;       // "" = none
   int64_t seed = 1234;
 
   bool parse(int argc, char** argv);  // false after --help; Error on bad flags

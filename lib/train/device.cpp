@@ -1,10 +1,11 @@
 #include "train/device.hpp"
 
-#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -29,6 +30,10 @@ Device cpu_device(const Topology& topo) {
   d.tp = make_mpi_comm(topo.tp_comm);
   d.dp = make_mpi_comm(topo.dp_comm);
   d.description = "cpu, MPI";
+  d.memory_bytes = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGESIZE)) /
+                   size_t(std::max(1, topo.local_size));
+  d.memory_what = "this node's physical memory over its " + std::to_string(topo.local_size) +
+                  " rank" + (topo.local_size == 1 ? "" : "s");
   return d;
 }
 
@@ -73,6 +78,11 @@ Device cuda_device(const std::string& comm, const Topology& topo, int count) {
   d.description = "cuda:" + std::to_string(gpu) + " (" + be->device_name() + "), " +
                   (nccl ? "NCCL" : "MPI staged through host memory");
   d.peak_tflops = gpu_peak_tflops(be->device_name());
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) (void)cudaGetLastError();
+  d.memory_bytes = free_bytes;
+  d.memory_what = "GPU " + std::to_string(gpu) + "'s free memory (of " +
+                  std::to_string(total_bytes >> 20) + " MiB)";
   d.backend = std::move(be);
   return d;
 }
@@ -81,13 +91,7 @@ Device cuda_device(const std::string& comm, const Topology& topo, int count) {
 }  // namespace
 
 double Device::peak_memory_gib() const {
-#ifdef AUTOTP_WITH_CUDA
-  if (auto* cuda = dynamic_cast<const CudaBackend*>(backend.get()))
-    return double(cuda->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
-#endif
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is KiB on Linux
+  return double(backend->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
 }
 
 Device make_device(const std::string& device, const std::string& comm, const Topology& topo) {

@@ -20,7 +20,12 @@ struct Device {
   std::unique_ptr<Comm> tp, dp;
   std::string description;         // e.g. "cuda:0 (NVIDIA H100), NCCL" or "cpu, MPI"
   double peak_tflops = 0;          // a GPU's nominal dense peak; 0 on the CPU (none is known)
-  double peak_memory_gib() const;  // the backend's peak allocated memory, or the process RSS
+  double peak_memory_gib() const;  // the backend's peak allocated memory (Backend::peak_bytes)
+  // What one rank may allocate on its device, for the check before the model is built
+  // (train/memory_plan.hpp): CUDA: the GPU's free memory once the backend is up; CPU: the
+  // node's physical memory over the ranks on the node. memory_what says which, for messages.
+  size_t memory_bytes = 0;
+  std::string memory_what;
 };
 
 // Collective over topo.world. device: auto | cpu | cuda; comm: auto | mpi | nccl.

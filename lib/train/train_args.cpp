@@ -62,6 +62,7 @@ bool TrainArgs::parse(int argc, char** argv) {
     ("deepspeed", "accepted for DeepSpeed compatibility; ignored")
     ("local_rank", po::value<int>(), "accepted for DeepSpeed compatibility; ignored");
   // clang-format on
+  add_activation_checkpointing_option(d, activation_checkpointing);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, d, vm, "usage: mpirun -np N autotp-train [options]\n"))
     return false;
@@ -94,6 +95,7 @@ nlohmann::json TrainArgs::to_json() const {
           {"lr", lr},
           {"zero_stage", zero_stage},
           {"seed", seed},
+          {"activation_checkpointing", activation_checkpointing},
           {"data", data},
           {"tokenizer", tokenizer},
           {"out_dir", out_dir},

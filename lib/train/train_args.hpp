@@ -20,6 +20,7 @@ struct TrainArgs {
   double lr = 0;                            // 0 = from the ds_config
   int64_t zero_stage = -1;                  // -1 = from the ds_config
   int64_t seed = -1;                        // -1 = from the ds_config
+  int activation_checkpointing = -1;        // 1 / 0, -1 = from the ds_config (its block)
   std::string data;       // a .txt corpus (tokenized on first use) or a .tok token file
   std::string tokenizer;  // tokenizer.json; default share/tokenizer/tokenizer.json
   std::string out_dir = "autotp_run";  // metrics.jsonl, loss.png, the token cache

@@ -33,6 +33,7 @@
 #include "train/device.hpp"
 #include "train/flops.hpp"
 #include "train/grad_link.hpp"
+#include "train/memory_plan.hpp"
 #include "train/metrics.hpp"
 #include "train/stop_signal.hpp"
 
@@ -150,8 +151,34 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   Backend& backend = *dev.backend;
   Comm* tp_comm = dev.tp.get();
   Comm* dp_comm = dev.dp.get();
+
+  // What each rank will allocate, against what its device has, before a weight is read.
+  same_on_every_rank([&] {
+    check_seq_length(a.seq_length, mc.max_position_embeddings);
+    return 0;
+  });
+  const bool recompute = ds.activation_checkpointing.on(a.activation_checkpointing);
+  const MemoryPlanArgs mem_args = same_on_every_rank([&] {
+    return memory_plan_args(ds, mc, plan, topo.dp, ds.train_micro_batch_size_per_gpu, a.seq_length,
+                            recompute, DeviceSizes::matching(backend));
+  });
+  const RankMemory need = plan_memory(mem_args);
+  unsigned long long have = dev.memory_bytes;
+  MPI_Allreduce(MPI_IN_PLACE, &have, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, topo.world);
+  const std::string missing = memory_shortfall(mem_args, need, size_t(have), dev.memory_what);
+  if (!missing.empty()) stop_run(missing);
+  if (root)
+    std::printf(
+        "autotp: memory per rank: %s planned (weights %s, gradients %s, optimizer %s, "
+        "activations %s), activation checkpointing %s\n",
+        format_bytes(double(need.total())).c_str(), format_bytes(double(need.weights)).c_str(),
+        format_bytes(double(need.gradients)).c_str(), format_bytes(double(need.optimizer)).c_str(),
+        format_bytes(double(need.activations)).c_str(), recompute ? "on" : "off");
+
   Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, backend,
                   ZeroOptimizer::keeps_master_copy(ds.zero_stage, topo.dp));
+  model.set_activation_checkpointing(recompute,
+                                     ds.activation_checkpointing.synchronize_checkpoint_boundary);
   if (file)
     model.load(*file);
   else
@@ -167,7 +194,6 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
         ": use the model's own tokenizer (--tokenizer)");
   TokenFile tokens(prepare_tokens(a, tok, topo));
   tokens.check_vocab(mc.vocab_size);
-  check_seq_length(a.seq_length, mc.max_position_embeddings);
 
   SamplerConfig sc;
   sc.seq_length = a.seq_length;

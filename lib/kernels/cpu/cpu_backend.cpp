@@ -1,6 +1,7 @@
 // Memory ops of the CPU backend: device memory is host memory.
 #include "kernels/cpu/cpu_backend.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -9,15 +10,23 @@
 namespace autotp {
 
 void* CpuBackend::alloc_bytes(size_t bytes) {
-  // 64-byte alignment keeps BLAS and the vectorised loops on whole cache lines.
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  check(p != nullptr, "cpu backend: out of memory allocating ", bytes, " bytes");
-  std::memset(p, 0, rounded == 0 ? 64 : rounded);
+  const size_t n = rounded(bytes);
+  void* p = std::aligned_alloc(64, n);
+  check(p != nullptr, "cpu backend: out of memory allocating ", bytes, " bytes (", current_bytes_,
+        " bytes held by this backend)");
+  std::memset(p, 0, n);
+  live_[p] = n;
+  current_bytes_ += n;
+  peak_bytes_ = std::max(peak_bytes_, current_bytes_);
   return p;
 }
 
 void CpuBackend::free_bytes(void* p) {
+  if (!p) return;
+  auto it = live_.find(p);
+  check(it != live_.end(), "cpu backend: free_bytes of a pointer it did not allocate");
+  current_bytes_ -= it->second;
+  live_.erase(it);
   std::free(p);
 }
 

@@ -19,7 +19,6 @@ class CudaBackend : public Backend {
   virtual int device() const = 0;
   virtual std::string device_name() const = 0;  // e.g. "NVIDIA H100 80GB HBM3"
   virtual cudaStream_t stream() const = 0;      // the compute stream
-  virtual size_t peak_bytes() const = 0;        // high-water mark of device memory it allocated
   // GPU time per op category ("gemm", "attention", "norm+rope", "swiglu", "embedding",
   // "cross_entropy", "elementwise", "optimizer"), measured with CUDA events around each op
   // while profiling is on (it serializes nothing else; the overhead is a few us per op).

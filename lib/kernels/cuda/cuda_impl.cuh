@@ -212,6 +212,8 @@ class CudaBackendImpl final : public CudaBackend {
   std::string device_name() const override { return device_name_; }
   cudaStream_t stream() const override { return stream_; }
   size_t peak_bytes() const override { return peak_bytes_; }
+  size_t current_bytes() const override { return current_bytes_; }
+  void reset_peak_bytes() override { peak_bytes_ = current_bytes_; }
   void set_profiling(bool on) override { profiling_ = on; }
   std::map<std::string, double> op_times_ms() override;
   void reset_op_times() override;
