@@ -13,6 +13,7 @@
 #include "config/ds_config.hpp"
 #include "dist/topology.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
+#include "model/param_layout.hpp"
 #include "model/phi3_model.hpp"
 #include "optim/zero_optimizer.hpp"
 #include "partition/partition_config.hpp"
@@ -55,7 +56,7 @@ TrainRun train(const RunLayout& L) {
   {
     CpuBackend be;
     auto tp = make_mpi_comm(topo.tp_comm), dp = make_mpi_comm(topo.dp_comm);
-    Phi3Model model(mc, plan, topo.tp_rank, *tp, be);
+    Phi3Model model(mc, plan, topo.tp_rank, *tp, be, ZeroOptimizer::model_storage(L.zero, L.dp));
     model.set_activation_checkpointing(L.ckpt);
     model.init_random(7);
     ZeroOptimizer opt(ds.optimizer, L.zero, ds.gradient_clipping, model.layout(), model.params(),
@@ -73,7 +74,7 @@ TrainRun train(const RunLayout& L) {
         loss += model.forward_backward(ids.data(), tgt.data(), kB, kT, 1.0f / kAccum);
       }
       out.losses.push_back(loss);
-      if (s + 1 == kSteps) {  // the last step's accumulated gradients, before the update
+      if (s + 1 == kSteps && !model.grad_buckets()) {  // the last step's gradients, unapplied
         out.grads = model.grad_shard("model.layers.0.self_attn.qkv_proj.weight");
         auto e = model.grad_shard("model.embed_tokens.weight");
         out.grads.insert(out.grads.end(), e.begin(), e.end());
@@ -93,7 +94,8 @@ TrainRun train(const RunLayout& L) {
 TEST(MemoryPlan, PredictsTheCpuBackendsPeakForEveryLayout) {
   for (RunLayout L :
        {RunLayout{1, 1, 0, false}, RunLayout{2, 2, 2, false}, RunLayout{1, 4, 1, false},
-        RunLayout{2, 1, 0, true}, RunLayout{2, 2, 2, true}, RunLayout{4, 1, 1, false}}) {
+        RunLayout{2, 1, 0, true}, RunLayout{2, 2, 2, true}, RunLayout{4, 1, 1, false},
+        RunLayout{1, 4, 2, false}, RunLayout{1, 4, 2, true}}) {  // the last two: bucketed
     TrainRun r = train(L);
     if (r.peak == 0) continue;  // not in this layout
     // Exact by construction; the issue allows 5%.
@@ -116,12 +118,15 @@ TEST(MemoryPlan, CheckpointingSavesActivationsOnly) {
     EXPECT_EQ(off.optimizer, on.optimizer);
     EXPECT_LT(on.activations, off.activations);
     // ZeRO-2 over dp 2 keeps the fp32 master in the optimizer's shard: CUDA's weights are
-    // narrow (bf16, in the driver's 2 MiB granules, no second copy); the CPU's stay fp32, as
-    // large as the gradients.
+    // narrow (bf16, in the driver's 2 MiB granules, no second copy); the CPU's stay fp32.
+    const size_t n = ParamLayout::from_plan(plan).total;
     if (sz.weight_copy_bytes)
-      EXPECT_EQ(off.weights, sz.narrow_buffer_bytes(off.gradients / 4)) << sz.device;
+      EXPECT_EQ(off.weights, sz.narrow_buffer_bytes(n)) << sz.device;
     else
-      EXPECT_EQ(off.weights, off.gradients) << sz.device;
+      EXPECT_EQ(off.weights, 4 * n) << sz.device;
+    // The gradients are bucketed: the own half of the sum plus the buckets (at this size more
+    // than the whole buffer; BucketedGradientsShrinkWithDp has the real sizes).
+    EXPECT_GT(off.gradients, 4 * (n / 2)) << sz.device;
   }
 }
 
@@ -140,5 +145,46 @@ TEST(ActivationCheckpointing, SameLossesAndGradientsBitForBit) {
         << "tp " << tp;
     EXPECT_GT(plain.losses[0], 1.0f);
     EXPECT_LT(ckpt.peak, plain.peak) << "tp " << tp;
+  }
+}
+
+// ZeRO-2's gradients at the sizes it is for (Phi-4-mini, 8 and 32 layers, on CUDA): the owner's
+// 1/dp shard of the sum, two layer buckets and the tied embedding's, never a whole buffer, so
+// that the memory per rank falls with every doubling of DP, below ZeRO-1's (whose gradients
+// stay whole); except where that would take more than the whole buffer (8 layers at DP 2,
+// where the 614M-element embedding outweighs the layers), which keeps it whole.
+TEST(MemoryPlan, BucketedGradientsShrinkWithDp) {
+  DsConfig ds = DsConfig::from_file(AUTOTP_SOURCE_DIR "/configs/phi-4-mini.json");
+  for (int64_t layers : {8, 32}) {
+    ModelConfig mc = ModelConfig::preset("phi-4-mini");
+    mc.num_hidden_layers = layers;
+    const PartitionPlan plan =
+        build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), mc, 1);
+    const size_t n = ParamLayout::from_plan(plan).total;
+    const int64_t emb = mc.vocab_size * mc.hidden_size, layer = (n - emb - mc.hidden_size) / layers;
+    size_t last = 0;
+    for (int dp : {2, 4, 8}) {
+      ds.zero_stage = 2;
+      const RankMemory z2 =
+          plan_memory(memory_plan_args(ds, mc, plan, dp, 1, 2048, false, DeviceSizes::cuda()));
+      ds.zero_stage = 1;
+      const RankMemory z1 =
+          plan_memory(memory_plan_args(ds, mc, plan, dp, 1, 2048, false, DeviceSizes::cuda()));
+      const std::string what = std::to_string(layers) + " layers, dp " + std::to_string(dp);
+      EXPECT_EQ(z1.gradients, 4 * n) << what;
+      // shard + embedding + 2 layers, each rounded up by at most 64 elements
+      const size_t shard = (n + dp - 1) / dp, buckets = size_t(emb + 2 * layer);
+      const bool bucketed = layers == 32 || dp > 2;
+      EXPECT_EQ(bucketed, shard + buckets < n) << what;
+      if (bucketed) {
+        EXPECT_GE(z2.gradients, 4 * (shard + buckets)) << what;
+        EXPECT_LE(z2.gradients, 4 * (shard + buckets + 3 * 64)) << what;
+        EXPECT_LT(z2.total(), z1.total()) << what;
+      } else {
+        EXPECT_EQ(z2.gradients, 4 * n) << what;
+      }
+      if (last) EXPECT_LT(z2.total(), last) << what;
+      last = z2.total();
+    }
   }
 }

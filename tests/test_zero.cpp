@@ -281,6 +281,92 @@ TEST(Zero, StagesMatchTheSerialReferenceOnEveryTopology) {
   });
 }
 
+// Bucketed gradients (stage 2 over DP, no gradient buffer): each step's gradient arrives as two
+// micro-batches of halves (exact), each in groups (the model's layers) from buckets that a ring
+// of two reuses once the optimizer has finished the group they held; the result is the serial
+// reference's, and a NaN in one rank's bucket skips the step everywhere.
+TEST(Zero, BucketedGradientsMatchTheSerialReference) {
+  const auto layout = local_layout();
+  on_every_topology(layout, [&](Case& c) {
+    auto& [topo, tpc, dpc, g, ref, idx, where] = c;
+    if (g.dp == 1) return;
+    for (size_t bucket : {ZeroOptimizer::kDefaultBucketNumel, size_t(5)}) {
+      const std::string run = where + " bucket " + std::to_string(bucket);
+      std::vector<float> params(layout.total);
+      for (size_t i = 0; i < layout.total; ++i) params[i] = Global::param0(idx[i]);
+      ZeroOptimizer opt(adamw(), 2, kClip, layout, params.data(), nullptr, *dpc, *tpc, cpu, bucket);
+      EXPECT_TRUE(opt.bucketed()) << run;
+      const auto [lo, hi] = ZeroOptimizer::shard_range(layout.total, g.dp, topo.dp_rank);
+      // Groups in the order a backward finishes them, last first, cutting slots and shards.
+      const std::vector<std::pair<size_t, size_t>> groups = {{31, 49}, {12, 31}, {0, 12}};
+      std::vector<float> ring[2] = {std::vector<float>(19), std::vector<float>(19)};
+      int held[2] = {-1, -1}, next = 0;
+      opt.zero_grad();
+      auto micro_batch = [&](int k, float bad) {
+        for (size_t gi = 0; gi < groups.size(); ++gi) {
+          const auto [b, e] = groups[gi];
+          const int r = next;
+          next ^= 1;
+          if (held[r] >= 0)
+            opt.finish_grads(groups[size_t(held[r])].first,
+                             groups[size_t(held[r])].second - groups[size_t(held[r])].first);
+          held[r] = int(gi);
+          std::vector<float>& buf = ring[r];
+          for (size_t i = b; i < e; ++i) buf[i - b] = Global::grad(idx[i], topo.dp_rank, k) / 2;
+          if (b == 0) buf[1] += bad;
+          opt.grads_ready(b, e - b, buf.data());
+        }
+      };
+      for (int k = 0; k < kSteps; ++k) {
+        micro_batch(k, 0.0f);
+        micro_batch(k, 0.0f);
+        const auto st = opt.step(kLr[k]);
+        EXPECT_TRUE(st.applied) << run << " step " << k;
+        EXPECT_TRUE(close(st.grad_norm, ref.norm[k], 1e-6))
+            << run << " step " << k << ": norm " << st.grad_norm << " want " << ref.norm[k];
+        if (k == 2) {  // a NaN on the last rank: skipped on every rank, nothing moves
+          const std::vector<float> before = params;
+          micro_batch(k + 1, 0.0f);
+          micro_batch(k + 1, topo.world_rank == 3 ? std::numeric_limits<float>::quiet_NaN() : 0);
+          EXPECT_FALSE(opt.step(1.0).applied) << run;
+          EXPECT_EQ(params, before) << run;
+          EXPECT_EQ(opt.step_count(), k + 1) << run;
+        }
+      }
+      for (size_t i = 0; i < layout.total; ++i)
+        EXPECT_TRUE(close(params[i], ref.p[idx[i]], 1e-6))
+            << run << " element " << i << ": " << params[i] << " want " << ref.p[idx[i]];
+      EXPECT_EQ(opt.master().offset, lo) << run;
+      EXPECT_EQ(opt.master().numel, hi - lo) << run;
+    }
+  });
+}
+
+// MPI's marks: wait_until(mark) completes the sums started before the mark, whatever runs after.
+TEST(ZeroComm, WaitUntilAMarkCompletesTheSumsBeforeIt) {
+  auto c = make_mpi_comm(MPI_COMM_WORLD);
+  const int n = c->size(), r = c->rank();
+  constexpr size_t kLen = 1000;
+  std::vector<std::vector<float>> bufs(static_cast<size_t>(n), std::vector<float>(kLen));
+  std::vector<size_t> marks;
+  for (int q = 0; q < n; ++q) {
+    for (size_t j = 0; j < kLen; ++j) bufs[size_t(q)][j] = float(r + 1) * float(q + 1) + float(j);
+    c->reduce_sum_async(bufs[size_t(q)].data(), kLen, q);
+    marks.push_back(c->mark());
+  }
+  EXPECT_EQ(c->mark(), marks.back());
+  for (int q = 0; q < n; ++q) {
+    EXPECT_GT(marks[size_t(q)], q ? marks[size_t(q) - 1] : 0) << "marks grow";
+    c->wait_until(marks[size_t(q)]);
+    c->wait_until(marks[0]);  // old: nothing to do
+    if (q != r) continue;
+    for (size_t j = 0; j < kLen; ++j)
+      ASSERT_EQ(bufs[size_t(q)][j], float(n * (n + 1) / 2) * float(q + 1) + float(n) * float(j));
+  }
+  c->wait_all();
+  c->wait_until(marks.back());
+}
+
 // The norm counts replicated parameters once: with tp = 4 and only a replicated slot carrying
 // gradient, the norm is that slot's norm, not twice it.
 TEST(Zero, ReplicatedSlotsCountOnce) {

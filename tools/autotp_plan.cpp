@@ -4,7 +4,7 @@
 //   autotp-plan --deepspeed_config configs/phi-4-mini.json --model_name phi-4-mini
 //               [--tp_size 4] [--dp_size 2] [--seq_length 2048] [--micro_batch_size 4]
 //               [--activation_checkpointing true|false] [--device cuda|cpu]
-//               [--device_memory_gib 80] [--all_layers]
+//               [--device_memory_gib 80] [--all_layers] [--layers 8] [--zero_stage 2]
 #include <boost/program_options.hpp>
 #include <iostream>
 
@@ -26,7 +26,7 @@ namespace {
 
 int run(int argc, char** argv) {
   std::string ds_path, model, device;
-  int64_t tp = 0, dp = 0, seq = TrainArgs{}.seq_length, micro = 0;
+  int64_t tp = 0, dp = 0, seq = TrainArgs{}.seq_length, micro = 0, layers = 0, zero = -1;
   int ckpt = -1;
   double memory_gib = 0;
   po::options_description desc(
@@ -48,7 +48,10 @@ int run(int argc, char** argv) {
                                    "when the ds_config enables bf16, else cpu)")
     ("device_memory_gib", po::value(&memory_gib), "fail, saying what is missing, when a rank "
                                                   "needs more than this")
-    ("all_layers", "print every layer instead of grouping identical ones");
+    ("all_layers", "print every layer instead of grouping identical ones")
+    ("layers", po::value(&layers), "override num_hidden_layers, as autotp-bench --layers "
+                                   "(0 = the model's)")
+    ("zero_stage", po::value(&zero), "override zero_optimization.stage (0, 1 or 2)");
   // clang-format on
   add_activation_checkpointing_option(desc, ckpt);
   po::variables_map vm;
@@ -59,7 +62,10 @@ int run(int argc, char** argv) {
   DsConfig ds = DsConfig::from_file(ds_path);
   const PartitionConfig pc = PartitionConfig::from_json(ds.tensor_parallel, ds_path);
   const ModelSource src = resolve_model(model);
-  const ModelConfig& mc = src.config;
+  ModelConfig mc = src.config;
+  check(layers >= 0, "--layers must not be negative, got ", layers);
+  if (layers > 0) mc.num_hidden_layers = layers;
+  if (zero >= 0) ds.zero_stage = int(zero);
   if (tp == 0) tp = ds.autotp_size > 0 ? ds.autotp_size : 1;
   if (dp == 0) dp = ds.data_parallel_size > 0 ? ds.data_parallel_size : 1;
   check(tp >= 1 && dp >= 1, "--tp_size and --dp_size must be positive, got ", tp, " and ", dp);
@@ -82,8 +88,9 @@ int run(int argc, char** argv) {
   opt.weights_label =
       !src.hf_dir.empty()
           ? "autotp-train loads them from " + src.hf_dir + " (converted once into its --out_dir)"
-      : src.file ? "autotp-train loads them from " + model
-                 : "autotp-train starts from random weights (" + src.random_from + ", the seed)";
+      : src.file && layers == 0
+          ? "autotp-train loads them from " + model
+          : "autotp-train starts from random weights (" + src.random_from + ", the seed)";
   opt.dp = dp;
   opt.zero_stage = ds.zero_stage;
   opt.device = device;

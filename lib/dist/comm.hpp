@@ -40,6 +40,15 @@ class Comm {
   // work issued on the compute stream after wait_all() sees the results (the host may return
   // at once).
   virtual void wait_all() {}
+  // A point in the sequence of async ops: wait_until(mark()) completes every async op started
+  // before that mark() and none after it, so that a buffer whose sum is done can be reused
+  // while later sums still run (the optimizer's gradient buckets). Marks grow; 0 is "before any
+  // op". These defaults complete everything.
+  virtual size_t mark() { return 0; }
+  virtual void wait_until(size_t mark) {
+    (void)mark;
+    wait_all();
+  }
 };
 
 // A communicator over an MPI group (not owned).

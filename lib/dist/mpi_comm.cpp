@@ -63,8 +63,20 @@ class MpiComm final : public Comm {
   }
   void wait_all() override {
     MPI_Waitall(int(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
+    done_ += pending_.size();
     pending_.clear();
     polled_ = 0;
+  }
+  // A mark counts the requests started so far; requests complete in any order, so waiting for
+  // a mark waits for each request before it.
+  size_t mark() override { return done_ + pending_.size(); }
+  void wait_until(size_t mark) override {
+    if (mark <= done_) return;
+    const size_t k = std::min(mark - done_, pending_.size());
+    MPI_Waitall(int(k), pending_.data(), MPI_STATUSES_IGNORE);
+    pending_.erase(pending_.begin(), pending_.begin() + std::ptrdiff_t(k));
+    done_ += k;
+    polled_ = polled_ > k ? polled_ - k : 0;
   }
 
  private:
@@ -81,6 +93,7 @@ class MpiComm final : public Comm {
   int rank_ = 0, size_ = 1;
   std::vector<MPI_Request> pending_;  // started, not yet waited for
   size_t polled_ = 0;                 // pending_[0, polled_) are known complete
+  size_t done_ = 0;                   // requests waited for and removed from pending_
 };
 
 }  // namespace

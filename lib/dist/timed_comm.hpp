@@ -30,6 +30,8 @@ class TimedComm final : public Comm {
   void reduce_sum_async(float* buf, size_t n, int root) override;
   void all_reduce_sum_async(float* buf, size_t n) override;
   void wait_all() override { inner_->wait_all(); }
+  size_t mark() override { return inner_->mark(); }
+  void wait_until(size_t mark) override { inner_->wait_until(mark); }
 
   void set_enabled(bool on) { enabled_ = on; }
   double seconds() const { return seconds_; }  // total while enabled

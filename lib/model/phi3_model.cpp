@@ -52,13 +52,13 @@ std::string layer_name(int64_t l, const char* what) {
 }  // namespace
 
 Phi3Model::Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int tp_rank,
-                     Comm& tp_comm, Backend& backend, bool narrow_weights)
+                     Comm& tp_comm, Backend& backend, ModelStorage storage)
     : config_(config),
       plan_(plan),
       layout_(ParamLayout::from_plan(plan_)),
       be_(backend),
       tg_(backend, tp_comm),
-      narrow_weights_(narrow_weights) {
+      storage_(storage) {
   const int64_t tp = tg_.size();
   check(tp_rank == tp_comm.rank(), "model: tp_rank ", tp_rank,
         " differs from the TP communicator's rank ", tp_comm.rank());
@@ -157,14 +157,33 @@ Phi3Model::Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int t
   logit_blocks_ = vocab_parallel_ce_ ? blocks_of(lm_head_.dst.ranges(tp_rank, tp))
                                      : std::vector<VocabBlock>{{0, 0, V_}};
 
-  params_ = narrow_weights_ ? be_.alloc_narrow(layout_.total) : be_.alloc(layout_.total);
-  grads_ = be_.alloc(layout_.total);
+  params_ = storage_.narrow_weights ? be_.alloc_narrow(layout_.total) : be_.alloc(layout_.total);
+  // Bucketed gradients: the groups in the order the backward finishes them (backward_layers):
+  // the tail, the layers from the last, the embedding ([0, first layer)), which the tied
+  // lm_head's backward writes from the start.
+  std::vector<GradBuckets::Group> groups;
+  const size_t first = layers_.empty() ? norm_off_ : layers_.front().lo;
+  const size_t tail = layers_.empty() ? norm_off_ : layers_.back().hi;
+  groups.push_back({tail, layout_.total, false});
+  for (size_t l = layers_.size(); l-- > 0;) groups.push_back({layers_[l].lo, layers_[l].hi, false});
+  groups.push_back({0, first, config_.tie_word_embeddings});
+  const size_t dp = size_t(std::max(storage_.grad_bucket_dp, 1));
+  const size_t shard = (layout_.total + dp - 1) / dp;  // the optimizer's sum of its shard
+  if (dp > 1 && GradBuckets::numel(groups) + shard < layout_.total)
+    buckets_ = std::make_unique<GradBuckets>(be_, std::move(groups));
+  else
+    grads_ = be_.alloc(layout_.total);
 }
 
 Phi3Model::~Phi3Model() {
   free_buffers();
   be_.free_bytes(params_);
-  be_.free_bytes(grads_);
+  if (grads_) be_.free_bytes(grads_);
+}
+
+std::vector<const float*> Phi3Model::grad_buffers() const {
+  if (buckets_) return buckets_->buffers();
+  return {grads_};
 }
 
 // ---------------------------------------------------------------- parameters
@@ -207,7 +226,7 @@ bool Phi3Model::grad_accumulates(size_t offset, size_t numel) {
   if (w) return true;
   w = 1;
   if (numel == it->numel) return false;
-  be_.fill_zero(grads_ + offset, it->numel * sizeof(float));
+  be_.fill_zero(grad(offset), it->numel * sizeof(float));
   return true;
 }
 
@@ -216,10 +235,38 @@ void Phi3Model::settle_grads(size_t lo, size_t hi) {
   for (size_t i = 0; i < layout_.slots.size(); ++i) {
     const ParamSlot& s = layout_.slots[i];
     if (!written_[i] && s.offset >= lo && s.offset + s.numel <= hi) {
-      be_.fill_zero(grads_ + s.offset, s.numel * sizeof(float));
+      be_.fill_zero(grad(s.offset), s.numel * sizeof(float));
       written_[i] = 1;
     }
   }
+}
+
+float* Phi3Model::grad(size_t offset) const {
+  return buckets_ ? buckets_->at(offset) : grads_ + offset;
+}
+
+void Phi3Model::open_grads(size_t offset) {
+  if (!buckets_) return;
+  const size_t g = buckets_->group_of(offset);
+  if (buckets_->opened(g)) return;
+  // Without a receiver, a bucket's gradients would be overwritten unread.
+  check(grads_ready_ && grads_release_,
+        "model: bucketed gradients need set_grads_ready and set_grads_release (the optimizer "
+        "that sums them; train/grad_link.hpp)");
+  buckets_->open(g, grads_release_);
+}
+
+void Phi3Model::begin_backward() {
+  if (!buckets_) return;
+  buckets_->new_pass();
+  zero_grad();
+}
+
+void Phi3Model::grads_final(size_t offset, size_t count) {
+  if (count == 0) return;
+  open_grads(offset);  // a group no op wrote (no targets) is reported as zeros
+  settle_grads(offset, offset + count);
+  if (grads_ready_) grads_ready_(offset, count, grad(offset));
 }
 
 std::vector<float> Phi3Model::slot_to_host(const float* base, const std::string& name) const {
@@ -234,6 +281,9 @@ std::vector<float> Phi3Model::param_shard(const std::string& name) const {
 }
 
 std::vector<float> Phi3Model::grad_shard(const std::string& name) const {
+  check(!buckets_, "model: grad_shard('", name,
+        "'): the gradients are bucketed (ZeRO-2 over DP), each group reduced to its owners as "
+        "the backward finishes it; no whole gradient exists");
   if (grads_zero_pending_) return std::vector<float>(layout_.at(name).numel, 0.0f);
   const ParamSlot& s = layout_.at(name);
   be_.make_fp32(grads_ + s.offset, s.numel);  // a narrow weight gradient
@@ -476,6 +526,7 @@ float Phi3Model::forward_backward(const int32_t* inputs, const int32_t* targets,
                                   float grad_scale) {
   check(targets != nullptr, "model: forward_backward() needs targets");
   forward_layers(inputs, targets, B, T);
+  begin_backward();
   const int64_t N = int64_t(B) * T;
   // Chunks in backward()'s order, so that dW accumulates as it does there.
   for (int64_t r0 = last_chunk(); r0 >= 0; r0 -= chunk_) {
@@ -665,6 +716,7 @@ void Phi3Model::backward(float grad_scale) {
         "per forward)");
   have_forward_ = false;
   logits_valid_ = false;
+  begin_backward();
   // Per chunk of rows, last first (its logits may still be there from the forward).
   const int64_t N = int64_t(B_) * T_;
   for (int64_t r0 = last_chunk(); r0 >= 0 && num_targets_; r0 -= chunk_) {
@@ -685,9 +737,10 @@ void Phi3Model::lm_head_backward(int64_t r0, int64_t rows, float grad_scale) {
   be_.ce_backward(logits_, rows, logits_width_, ce_ + r0, ce_ + N + r0, tgt_ + r0, logit_blocks_,
                   kIgnoreIndex, grad_scale / float(num_targets_), grad_gemm_use(lm_head_));
   const size_t w_numel = size_t(lm_head_.out_local(tg_.size()) * lm_head_.in_local(tg_.size()));
-  linear_backward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, grads_ + lm_head_.w_offset,
-                  grad_accumulates(lm_head_.w_offset, w_numel), logits_, lm_in + r0 * in_w, rows,
-                  sc_dy_, sc_dx_, d_ln_ + r0 * H_);
+  open_grads(lm_head_.w_offset);
+  const bool acc = grad_accumulates(lm_head_.w_offset, w_numel);
+  linear_backward(be_, tg_, lm_head_, params_ + lm_head_.w_offset, grad(lm_head_.w_offset), acc,
+                  logits_, lm_in + r0 * in_w, rows, sc_dy_, sc_dx_, d_ln_ + r0 * H_);
 }
 
 // Everything after the lm_head's backward (which left dL/d(final norm output) in d_ln_).
@@ -695,49 +748,49 @@ void Phi3Model::backward_layers() {
   // Ranges are reported in the same order whether or not there is a gradient to compute, so
   // that every DP rank starts the same collectives in the same order.
   const bool compute = num_targets_ > 0;  // no target, no loss: no gradient changes
-  auto ready = [&](size_t offset, size_t count) {
-    settle_grads(offset, offset + count);
-    if (grads_ready_ && count) grads_ready_(offset, count);
-  };
   const int64_t N = int64_t(B_) * T_;
-  float* G = grads_;
   const float* P = params_;
 
   if (compute) {
     be_.fill_zero(dres_, size_t(N * H_) * sizeof(float));
+    open_grads(norm_off_);
     grad_will_add(norm_off_);
-    be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, G + norm_off_,
+    be_.rmsnorm_backward(d_ln_, res_.back(), P + norm_off_, rstdf_, N, H_, dres_, grad(norm_off_),
                          dres_use(int(layers_.size()) - 1));
   }
   // Everything after the last layer (final norm, an untied lm_head) is final now.
   const size_t tail = layers_.empty() ? norm_off_ : layers_.back().hi;
-  ready(tail, layout_.total - tail);
+  grads_final(tail, layout_.total - tail);
 
   for (size_t l = layers_.size(); l-- > 0;) {
     if (compute && buffers_ckpt_ && acts_layer_ != int64_t(l)) {
       layer_forward(int(l), B_, T_, /*recompute=*/true);
       acts_layer_ = int64_t(l);
     }
-    if (compute) layer_backward(int(l), B_, T_);
-    ready(layers_[l].lo, layers_[l].hi - layers_[l].lo);
+    if (compute) {
+      open_grads(layers_[l].lo);
+      layer_backward(int(l), B_, T_);
+    }
+    grads_final(layers_[l].lo, layers_[l].hi - layers_[l].lo);
   }
 
   // dres = dL/d(embedding output), full on every rank.
   if (compute) {
+    open_grads(embed_off_);
     grad_will_add(embed_off_);
     if (embed_split_ == EmbedSplit::Hidden) {
       // Backward of the all-gather: this rank's columns of the full gradient.
       tg_.slice(embed_layout_, dres_, N, H_, sc_d1_);
       be_.embedding_backward(ids_, N, sc_d1_, embed_dim_, embed_blocks_, config_.pad_token_id,
-                             G + embed_off_);
+                             grad(embed_off_));
     } else {
       // Vocab-parallel: the all-reduce's backward is the identity (dres is full everywhere).
       be_.embedding_backward(ids_, N, dres_, embed_dim_, embed_blocks_, config_.pad_token_id,
-                             G + embed_off_);
+                             grad(embed_off_));
     }
   }
   // The embedding (and, tied, the lm_head) comes first in the layout: [0, first layer).
-  ready(0, layers_.empty() ? norm_off_ : layers_.front().lo);
+  grads_final(0, layers_.empty() ? norm_off_ : layers_.front().lo);
   grads_zero_pending_ = false;
 }
 
@@ -747,7 +800,6 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   const int64_t N = B * T, tp = tg_.size();
   const int64_t qkv_local = L.qkv_layout.local_width(config_.q_rows() + 2 * config_.kv_rows(), tp);
   const float* P = params_;
-  float* G = grads_;
   // dres_ holds dL/d(out) on entry and dL/dx on exit; out = mid + mlp(mid) and
   // mid = x + attn(x), so each branch's input gradient is added onto the residual's.
   // The GEMM inputs the forward kept (LayerActs): its own, or the site's converted copy.
@@ -762,28 +814,28 @@ void Phi3Model::layer_backward(int l, int64_t B, int64_t T) {
   };
   const Use dw = narrow_grads_ ? Use::Narrow : Use::Any;
   // Each input gradient below is read by the next op alone (Use::Narrow).
-  linear_backward(be_, tg_, L.down, P + L.down.w_offset, G + L.down.w_offset, acc(L.down), dres_,
+  linear_backward(be_, tg_, L.down, P + L.down.w_offset, grad(L.down.w_offset), acc(L.down), dres_,
                   act, N, sc_dy_, sc_dx_, sc_d1_, Use::Narrow, dw);
   be_.swiglu_backward(sc_d1_, a.sw_in, N, L.act_layout.local_width(I_, tp), sc_d2_,
                       grad_gemm_use(L.gate_up));
   const float* gu_in = input(L.gate_up, a.gu_xin, a.ln2);
-  linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, G + L.gate_up.w_offset,
+  linear_backward(be_, tg_, L.gate_up, P + L.gate_up.w_offset, grad(L.gate_up.w_offset),
                   acc(L.gate_up), sc_d2_, gu_in, N, sc_dy_, sc_dx_, d_ln_, Use::Narrow, dw);
   // -> d(mid), read by o_proj's backward GEMMs next
   grad_will_add(L.ln2);
-  be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, G + L.ln2,
+  be_.rmsnorm_backward(d_ln_, a.mid, P + L.ln2, a.rstd2, N, H_, dres_, grad(L.ln2),
                        grad_gemm_use(L.o));
 
-  linear_backward(be_, tg_, L.o, P + L.o.w_offset, G + L.o.w_offset, acc(L.o), dres_,
+  linear_backward(be_, tg_, L.o, P + L.o.w_offset, grad(L.o.w_offset), acc(L.o), dres_,
                   L.o.converts_input() ? a.o_xin : a.att_out, N, sc_dy_, sc_dx_, sc_d1_,
                   Use::Narrow, dw);
   be_.attention_backward(sc_d1_, a.att_in, a.att_out, a.lse, B, T, L.nq, L.nkv, hd_, sc_d2_,
                          grad_narrow_use(L.qkv));
   be_.rope_backward(sc_d2_, N, T, qkv_local, L.nq + L.nkv, hd_, rd_, cos_, sin_);
-  linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, G + L.qkv.w_offset, acc(L.qkv), sc_d2_,
+  linear_backward(be_, tg_, L.qkv, P + L.qkv.w_offset, grad(L.qkv.w_offset), acc(L.qkv), sc_d2_,
                   input(L.qkv, a.qkv_xin, a.ln1), N, sc_dy_, sc_dx_, d_ln_, Use::Narrow, dw);
   grad_will_add(L.ln1);
-  be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, G + L.ln1,
+  be_.rmsnorm_backward(d_ln_, res_[size_t(l)], P + L.ln1, a.rstd1, N, H_, dres_, grad(L.ln1),
                        dres_use(l - 1));  // -> d(x)
 }
 

@@ -8,7 +8,8 @@
 //
 // Usage per step:  zero_grad(); loss = forward(ids, targets, B, T); backward(scale); ...
 // The optimizer updates params() from grads() (flat, ParamLayout order), then calls
-// params_changed().
+// params_changed(). With bucketed gradients (ModelStorage) the optimizer receives each group of
+// gradients as the backward finishes it instead (set_grads_ready, set_grads_release).
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -19,6 +20,8 @@
 #include "config/model_config.hpp"
 #include "dist/comm.hpp"
 #include "kernels/backend.hpp"
+#include "model/grad_buckets.hpp"
+#include "model/model_storage.hpp"
 #include "model/parallel_linear.hpp"
 #include "model/param_layout.hpp"
 #include "model/rope_table.hpp"
@@ -36,11 +39,10 @@ class Phi3Model {
   // plan: for every parameter of `config` (in ModelConfig::parameters() order) its split over
   // the tp_comm.size() ranks of the TP group; tp_rank = tp_comm.rank(). The model keeps a copy
   // of the plan and allocates its parameters and gradients (zeroed) on the backend.
-  // narrow_weights: the parameters come from alloc_narrow (bf16 on CUDA, 2 bytes each), for an
-  // optimizer that keeps the fp32 master copy itself (ZeroOptimizer::keeps_master_copy); values
-  // written into them (init, load, the optimizer's update) are rounded.
+  // storage: narrow weights and bucketed gradients, as the optimizer wants them
+  // (ZeroOptimizer::model_storage; model/model_storage.hpp).
   Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int tp_rank, Comm& tp_comm,
-            Backend& backend, bool narrow_weights = false);
+            Backend& backend, ModelStorage storage = {});
   ~Phi3Model();
   Phi3Model(const Phi3Model&) = delete;
   Phi3Model& operator=(const Phi3Model&) = delete;
@@ -65,13 +67,20 @@ class Phi3Model {
   // after its loss, so no chunk is computed twice. targets must be set.
   float forward_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
                          float grad_scale = 1.0f);
-  // Called during backward() each time a range [offset, offset + count) of grads() holds its
-  // final value for this backward, in the order the ranges become final (the final norm and an
-  // untied lm_head, then the layers from the last to the first, then the embedding); together
-  // the calls cover every element once. The optimizer starts reducing a range over DP while
-  // the backward goes on (ZeroOptimizer::grads_ready). Empty (the default): not called.
-  using GradsReadyFn = std::function<void(size_t offset, size_t count)>;
+  // Called during backward() each time a range [offset, offset + count) of the gradients holds
+  // its final value for this backward, in the order the ranges become final (the final norm and
+  // an untied lm_head, then the layers from the last to the first, then the embedding), with g
+  // = where its values are (grads() + offset, or in a bucket); together the calls cover every
+  // element once. The optimizer starts reducing a range over DP while the backward goes on
+  // (ZeroOptimizer::grads_ready), and may change g's values in place. Empty (the default): not
+  // called. Bucketed gradients need it at every backward (the buckets are reused).
+  using GradsReadyFn = std::function<void(size_t offset, size_t count, float* g)>;
   void set_grads_ready(GradsReadyFn f) { grads_ready_ = std::move(f); }
+  // Bucketed gradients: called before the backward writes over the bucket of a range it
+  // reported ready earlier (this backward or the last), with that range; the receiver must be
+  // done with its values (ZeroOptimizer::finish_grads).
+  using GradsReleaseFn = std::function<void(size_t offset, size_t count)>;
+  void set_grads_release(GradsReleaseFn f) { grads_release_ = std::move(f); }
   // The layers' linear weight gradients are written narrow (bf16: the values autocast computes)
   // where the backward overwrites them (the first micro-batch of a step), for an optimizer that
   // reads them so (ZeroOptimizer::reads_narrow_grads). Off by default. With gradient
@@ -130,9 +139,13 @@ class Phi3Model {
   int tp_rank() const { return int(tg_.rank()); }
   int tp_size() const { return int(tg_.size()); }
   Backend& backend() { return be_; }
-  // Flat buffers on the backend's device, ParamLayout order: grads fp32, params fp32 or narrow
-  // (narrow_weights(); read and write their values with Backend::values_*).
-  bool narrow_weights() const { return narrow_weights_; }
+  // Flat buffers on the backend's device, ParamLayout order: grads fp32 (null with bucketed
+  // gradients), params fp32 or narrow (narrow_weights(); read and write their values with
+  // Backend::values_*).
+  bool narrow_weights() const { return storage_.narrow_weights; }
+  bool grad_buckets() const { return buckets_ != nullptr; }
+  // The device buffers that hold gradients: grads(), or the buckets (for the memory plan).
+  std::vector<const float*> grad_buffers() const;
   float* params() { return params_; }
   float* grads() { return grads_; }
   const float* params() const { return params_; }
@@ -141,6 +154,7 @@ class Phi3Model {
 
   // Host copies of one parameter's local shard (ShardSpec::local_shape order).
   std::vector<float> param_shard(const std::string& name) const;
+  // (Not with bucketed gradients: no whole gradient exists; the optimizer sums them.)
   std::vector<float> grad_shard(const std::string& name) const;
   void set_param_shard(const std::string& name, const float* host);
 
@@ -215,8 +229,9 @@ class Phi3Model {
   Backend& be_;
   TpGroup tg_;
   float* params_ = nullptr;
-  float* grads_ = nullptr;
-  bool narrow_weights_ = false;
+  float* grads_ = nullptr;                // the whole gradient buffer, or null:
+  std::unique_ptr<GradBuckets> buckets_;  // the bucketed gradients
+  ModelStorage storage_;
 
   // Structure decided once from the plan.
   int64_t H_, hd_, rd_, I_, V_;
@@ -251,6 +266,7 @@ class Phi3Model {
   float *ln_, *act_;  // a norm's and the SwiGLU's output on their way to a site that converts it
   RopeTable rope_;
   GradsReadyFn grads_ready_;
+  GradsReleaseFn grads_release_;
   bool narrow_grads_ = false;
 
   // zero_grad() pending: the gradients are zero but the buffer is not (yet). written_[i]: slot
@@ -266,6 +282,14 @@ class Phi3Model {
   void grad_will_add(size_t offset) { grad_accumulates(offset, 0); }
   // The slots in [lo, hi) that no op wrote yet are zeroed: their gradients are final.
   void settle_grads(size_t lo, size_t hi);
+  // Where the gradient of flat element `offset` is written: grads_ + offset, or in its group's
+  // bucket, which open_grads(offset) gave it in this backward.
+  float* grad(size_t offset) const;
+  void open_grads(size_t offset);
+  // Start of a backward: with buckets, every gradient starts from zero (lazily, as zero_grad).
+  void begin_backward();
+  // [offset, offset + count) is final: unwritten slots zeroed, then reported.
+  void grads_final(size_t offset, size_t count);
 
   // State of the last forward.
   bool have_forward_ = false, have_targets_ = false, logits_valid_ = false;

@@ -81,7 +81,10 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
       be_(backend) {
   check_config(opt, zero_stage, grad_clip);
   check_layout(layout);
-  check(layout.total == 0 || (params && grads), "ZeroOptimizer: params and grads must be set");
+  check(layout.total == 0 || params, "ZeroOptimizer: params must be set");
+  check(layout.total == 0 || grads || shards_grads(zero_stage, dp_.size()),
+        "ZeroOptimizer: no gradient buffer, but bucketed gradients need ZeRO-2 over dp > 1 (stage ",
+        zero_stage, ", dp ", dp_.size(), ")");
   const size_t n = size_t(dp_.size());
   shard_size_ = (layout.total + n - 1) / n;
   std::tie(own_lo_, own_hi_) = shard_range(layout.total, dp_.size(), dp_.rank());
@@ -100,7 +103,10 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
   if (ns && !master_is_params_) be_.copy_values(params_ + state_lo_, master_, ns);
   // The pieces: [0, total) cut at the shard boundaries (element i belongs to DP rank i / S)
   // and at multiples of bucket_numel. A group of one sums nothing: no pieces.
-  for (size_t at = 0; n > 1 && at < layout.total;) {
+  if (!grads_) {
+    gshard_ = be_.alloc(own_hi_ - own_lo_);
+  }
+  for (size_t at = 0; grads_ && n > 1 && at < layout.total;) {
     const size_t b = at;
     at = std::min({layout.total, (at / shard_size_ + 1) * shard_size_,
                    (at / bucket_numel_ + 1) * bucket_numel_});
@@ -112,7 +118,7 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
 
 ZeroOptimizer::~ZeroOptimizer() {
   if (master_is_params_) master_ = nullptr;
-  for (float* p : {master_, m_, v_, scratch_})
+  for (float* p : {master_, m_, v_, scratch_, gshard_})
     if (p) be_.free_bytes(p);
 }
 
@@ -136,12 +142,13 @@ void ZeroOptimizer::set_step_count(int64_t n) {
 }
 
 void ZeroOptimizer::zero_grad() {
-  check(reported_.empty(),
+  check(reported_.empty() && reduced_.empty(),
         "optimizer: zero_grad() while the DP sum of reported gradients is running; call step() "
         "first");
+  if (gshard_) be_.fill_zero(gshard_, (own_hi_ - own_lo_) * sizeof(float));
   if (zero_grad_fn_)
     zero_grad_fn_();
-  else if (layout_.total)
+  else if (layout_.total && grads_)
     be_.fill_zero(grads_, layout_.total * sizeof(float));
 }
 
@@ -152,12 +159,27 @@ void ZeroOptimizer::start_piece(const Piece& p) {
     dp_.all_reduce_sum_async(grads_ + p.begin, p.end - p.begin);
 }
 
-void ZeroOptimizer::grads_ready(size_t offset, size_t count) {
+void ZeroOptimizer::grads_ready(size_t offset, size_t count, float* g) {
   const size_t total = layout_.total;
   check(offset <= total && count <= total - offset, "optimizer: ", count, " gradients at offset ",
         offset, " reported ready lie outside the model's ", total, " gradients");
   if (count == 0) return;
   const size_t end = offset + count;
+  if (!grads_) {
+    check(g != nullptr, "optimizer: bucketed gradients [", offset, ", ", end,
+          ") reported without their values");
+    // The same range of the last micro-batch, if still running, is added first: each piece of
+    // the shard sums the micro-batches in order.
+    finish_grads(offset, count);
+    // Each piece to its owner: cut at the shard boundaries, and at bucket_numel.
+    for (size_t b = offset; b < end;) {
+      const size_t e = std::min({end, (b / shard_size_ + 1) * shard_size_, b + bucket_numel_});
+      dp_.reduce_sum_async(g + (b - offset), e - b, int(b / shard_size_));
+      b = e;
+    }
+    reduced_.push_back({offset, end, g, dp_.mark()});
+    return;
+  }
   // The reported range that overlaps [offset, end), if any: the last one starting before end.
   auto after = reported_.lower_bound(end);
   if (after != reported_.begin()) {
@@ -176,9 +198,34 @@ void ZeroOptimizer::grads_ready(size_t offset, size_t count) {
   }
 }
 
+void ZeroOptimizer::finish(const Reduced& r) {
+  dp_.wait_until(r.mark);
+  const size_t b = std::max(r.begin, own_lo_), e = std::min(r.end, own_hi_);
+  if (b < e) be_.add(r.g + (b - r.begin), gshard_ + (b - own_lo_), e - b);
+}
+
+void ZeroOptimizer::finish_grads(size_t offset, size_t count) {
+  const size_t end = offset + count;
+  for (size_t i = 0; i < reduced_.size();) {
+    if (reduced_[i].begin < end && offset < reduced_[i].end) {
+      finish(reduced_[i]);
+      reduced_.erase(reduced_.begin() + std::ptrdiff_t(i));
+    } else {
+      ++i;
+    }
+  }
+}
+
 // grads <- sum over DP / dp: everywhere (stages 0/1) or on the own shard only (stage 2). The
 // pieces not started yet go in layout order, so every rank starts the same ones.
 void ZeroOptimizer::average_grads() {
+  if (!grads_) {  // bucketed: every range was reported; their sums complete into the shard
+    if (!reduced_.empty()) dp_.wait_until(reduced_.back().mark);
+    for (const Reduced& r : reduced_) finish(r);
+    reduced_.clear();
+    if (own_hi_ > own_lo_) be_.scale(gshard_, own_hi_ - own_lo_, 1.0f / float(dp_.size()));
+    return;
+  }
   reported_.clear();
   for (Piece& p : pieces_) {
     if (p.unreported > 0) start_piece(p);
@@ -214,7 +261,7 @@ double ZeroOptimizer::global_grad_norm() {
   bool run_counted = true;
   auto flush = [&] {
     if (run_e > run_b)
-      (run_counted ? counted : uncounted) += be_.sum_squares(grads_ + run_b, run_e - run_b);
+      (run_counted ? counted : uncounted) += be_.sum_squares(own_grad(run_b), run_e - run_b);
   };
   for_each_segment(layout_, own_lo_, own_hi_, [&](size_t b, size_t e, const ParamSlot& s) {
     const bool c = !(s.tp_replicated && !tp0);
@@ -251,7 +298,7 @@ StepStats ZeroOptimizer::step(double lr) {
   const AdamWStep s = adamw_step(opt_, lr, step_);
   for_each_segment(layout_, state_lo_, state_hi_, [&](size_t b, size_t e, const ParamSlot& slot) {
     const size_t j = b - state_lo_;
-    be_.adamw(master_ + j, m_ + j, v_ + j, grads_ + b, e - b, s, slot.decay, st.clip_coef);
+    be_.adamw(master_ + j, m_ + j, v_ + j, own_grad(b), e - b, s, slot.decay, st.clip_coef);
   });
   publish_params();
   zero_grad();

@@ -16,6 +16,16 @@
 // Stages 1 and 2 hold 3 * S floats of state per rank (master, m, v); all three stages compute
 // the same parameters.
 //
+// Bucketed gradients (stage 2 over dp > 1, shards_grads(); grads = null): no rank holds a whole
+// gradient buffer. The optimizer keeps the summed gradient of its own shard (S floats, fp32);
+// the model's backward hands over each group of gradients as it finishes it
+// (grads_ready(offset, count, g), g in a bucket of the model's, model/grad_buckets.hpp), whose
+// pieces are reduced to their owners at once, and finish_grads() (before the model reuses the
+// bucket, or in step()) waits for them and adds the own piece into the shard. With gradient
+// accumulation every micro-batch is reduced so (DeepSpeed's ZeRO-2 does the same): the DP
+// traffic is that of one step per micro-batch, where a whole buffer would be reduced once per
+// step, in exchange for 4 bytes per parameter (x (1 - 1/dp)) never held.
+//
 // Gradient contract. The model accumulates micro-batch gradients into `grads`; the trainer
 // scales each micro-batch by 1 / gradient_accumulation_steps, so `grads` holds this DP rank's
 // mean gradient when step() is called. step() sums over DP and divides by dp: the update uses
@@ -52,6 +62,7 @@
 #include "config/ds_config.hpp"
 #include "dist/comm.hpp"
 #include "kernels/backend.hpp"
+#include "model/model_storage.hpp"
 #include "model/param_layout.hpp"
 
 namespace autotp {
@@ -79,7 +90,8 @@ class ZeroOptimizer {
   static constexpr size_t kDefaultBucketNumel = size_t(1) << 22;
 
   // params and grads: the model's buffers of layout.total floats on `backend` (not owned, must
-  // outlive this). The master copy starts from params, which must be equal on every DP rank.
+  // outlive this); grads null: bucketed gradients (shards_grads(zero_stage, dp.size()) must
+  // hold). The master copy starts from params, which must be equal on every DP rank.
   // Where keeps_master_copy(), params may be narrow (Phi3Model narrow_weights): the optimizer
   // reads and writes them by value (Backend::copy_values), rounding its fp32 master into them.
   // Else params are the master copy and must be fp32.
@@ -94,8 +106,13 @@ class ZeroOptimizer {
 
   // grads [offset, offset + count) holds its final value for this step: start its DP sum now
   // (collective over DP, async: the range must not change until step()). Ranges reported in
-  // one step must not overlap.
-  void grads_ready(size_t offset, size_t count);
+  // one step must not overlap. Bucketed gradients: g holds the range's values of this
+  // micro-batch (changed in place; untouched by the caller until finish_grads() of the range
+  // or step()); a range is reported once per micro-batch.
+  void grads_ready(size_t offset, size_t count, float* g = nullptr);
+  // Bucketed gradients: completes the DP sum of the range reported as [offset, offset + count)
+  // and adds this rank's piece of it into its shard; nothing when that range is not pending.
+  void finish_grads(size_t offset, size_t count);
   // One optimizer step at learning rate lr (collective over DP and TP): finishes the DP sum
   // (starting what grads_ready() did not). Zeroes grads.
   StepStats step(double lr);
@@ -135,6 +152,15 @@ class ZeroOptimizer {
   // distributed optimizer, bf16 weights beside an fp32 master shard. Else the weights are the
   // master (a second fp32 copy would only cost 4 bytes per parameter).
   static bool keeps_master_copy(int zero_stage, int dp) { return zero_stage > 0 && dp > 1; }
+  // Whether the gradients may be bucketed (see the top): ZeRO-2 over several DP ranks.
+  static bool shards_grads(int zero_stage, int dp) { return zero_stage == 2 && dp > 1; }
+  // The model storage this optimizer wants for a run at zero_stage over dp ranks.
+  static ModelStorage model_storage(int zero_stage, int dp) {
+    return {keeps_master_copy(zero_stage, dp), shards_grads(zero_stage, dp) ? dp : 0};
+  }
+  bool bucketed() const { return grads_ == nullptr; }
+  // Bucketed: the summed gradient of the own shard (fp32, own range's size), else null.
+  const float* grad_shard() const { return gshard_; }
 
   // [begin, end) of DP rank r's shard of a flat buffer of `total` elements.
   static std::pair<size_t, size_t> shard_range(size_t total, int dp, int r);
@@ -146,6 +172,15 @@ class ZeroOptimizer {
     size_t unreported;  // elements not reported ready this step; 0: started
   };
   void start_piece(const Piece& p);
+  // The averaged gradient of element b of the own shard (after average_grads()).
+  float* own_grad(size_t b) { return gshard_ ? gshard_ + (b - own_lo_) : grads_ + b; }
+  // Bucketed: a reported range whose DP sum may still run.
+  struct Reduced {
+    size_t begin, end;
+    float* g;     // its values, element begin at g[0]
+    size_t mark;  // dp_.mark() after its collectives
+  };
+  void finish(const Reduced& r);
   void average_grads();
   double global_grad_norm();
   static double sum_over(Comm& c, double x);
@@ -165,6 +200,8 @@ class ZeroOptimizer {
   size_t bucket_numel_;
   std::vector<Piece> pieces_;          // in layout order; none when dp = 1
   std::map<size_t, size_t> reported_;  // begin -> end of the ranges reported this step
+  std::vector<Reduced> reduced_;       // bucketed: reported, not yet finished, oldest first
+  float* gshard_ = nullptr;            // bucketed: the own shard's summed gradient
   int64_t step_ = 0;
   Backend& be_;
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;  // state_numel() each, on be_

@@ -194,7 +194,7 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
 
   auto t_init = Clock::now();
   Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, be,
-                  ZeroOptimizer::keeps_master_copy(int(a.zero_stage), topo.dp));
+                  ZeroOptimizer::model_storage(int(a.zero_stage), topo.dp));
   model.set_logits_chunk_rows(a.logits_chunk_rows);
   model.set_activation_checkpointing(recompute,
                                      ds.activation_checkpointing.synchronize_checkpoint_boundary);
@@ -338,7 +338,8 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
                         {"weights", planned.weights},
                         {"gradients", planned.gradients},
                         {"optimizer", planned.optimizer},
-                        {"activations", planned.activations}}},
+                        {"activations", planned.activations},
+                        {"grad_buckets", planned.grad_buckets}}},
                       {"loss", loss},
                       {"flops_per_step", flops.total},
                       {"floor",
@@ -364,10 +365,10 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
         step_s.back() * 1e3, loss);
     std::printf(
         "memory per rank: measured peak %s (%.0f bytes) | planned %s (%zu bytes: weights %s, "
-        "gradients %s, optimizer %s, activations %s; activation checkpointing %s)\n",
+        "gradients %s%s, optimizer %s, activations %s; activation checkpointing %s)\n",
         format_bytes(peak_bytes).c_str(), peak_bytes, format_bytes(double(planned.total())).c_str(),
         planned.total(), format_bytes(double(planned.weights)).c_str(),
-        format_bytes(double(planned.gradients)).c_str(),
+        format_bytes(double(planned.gradients)).c_str(), planned.grad_buckets ? " bucketed" : "",
         format_bytes(double(planned.optimizer)).c_str(),
         format_bytes(double(planned.activations)).c_str(), recompute ? "on" : "off");
     const std::string at_782 =

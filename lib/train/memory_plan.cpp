@@ -36,14 +36,17 @@ RankMemory plan_rank_memory(const MemoryPlanArgs& a, int tp_rank, int dp_rank) {
   // In autotp-train's order: the model, its weights set (params_changed, as load and
   // init_random end), the optimizer, then the first step's buffers.
   Phi3Model model(a.model, a.plan, tp_rank, tp, be,
-                  ZeroOptimizer::keeps_master_copy(a.zero_stage, a.dp));
+                  ZeroOptimizer::model_storage(a.zero_stage, a.dp));
   model.params_changed();
-  m.gradients = be.bytes_of(model.grads());
+  for (const float* g : model.grad_buffers()) m.gradients += be.bytes_of(g);
+  m.grad_buckets = model.grad_buckets();
   m.weights = be.current_bytes() - m.gradients;
   size_t before = be.current_bytes();
   ZeroOptimizer opt(a.optimizer, a.zero_stage, a.grad_clip, model.layout(), model.params(),
                     model.grads(), dp, tp, be);
-  m.optimizer = be.current_bytes() - before;
+  const size_t shard = opt.grad_shard() ? be.bytes_of(opt.grad_shard()) : 0;
+  m.gradients += shard;
+  m.optimizer = be.current_bytes() - before - shard;
   before = be.current_bytes();
   model.set_logits_chunk_rows(a.logits_chunk_rows);
   model.set_activation_checkpointing(a.checkpointing);
@@ -106,7 +109,13 @@ RankMemory print_memory_plan(std::ostream& os, const MemoryPlanArgs& a) {
            ? std::string("narrow parameters (the fp32 master is the optimizer's shard)")
            : std::string("fp32 parameters") +
                  (a.sizes.weight_copy_bytes ? " + their narrow copy" : ""));
-  line("gradients", m.gradients, "fp32, the whole buffer at every ZeRO stage");
+  line("gradients", m.gradients,
+       m.grad_buckets ? "fp32: the own 1/" + std::to_string(a.dp) +
+                            " shard of the sum + 2 buckets of the largest group" +
+                            (a.model.tie_word_embeddings ? " + the tied embedding's" : "")
+       : a.zero_stage == 2 && a.dp > 1
+           ? std::string("fp32, the whole buffer (smaller here than shard + buckets)")
+           : std::string("fp32, the whole buffer"));
   line("optimizer", m.optimizer, opt);
   line("activations", off.activations, "without checkpointing");
   line("activations", on.activations, "with activation checkpointing (full layer recompute)");

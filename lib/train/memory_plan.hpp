@@ -8,8 +8,10 @@
 //
 // Per rank, for the TP-local flat buffer of N parameter elements (ParamLayout):
 //   weights      the fp32 parameters (N), plus the backend's narrow weight copy (CUDA: bf16, N)
-//   gradients    fp32, N: the model's gradient buffer is whole at every ZeRO stage (ZeRO-2
-//                reduces each piece to its owner in place; the others' pieces go unused)
+//   gradients    fp32: the model's whole buffer (N), or at ZeRO-2 over DP the optimizer's 1/dp
+//                shard of the sum plus the model's gradient buckets (two of the largest
+//                group of parameters, and the tied embedding's; model/grad_buckets.hpp) where
+//                that is smaller
 //   optimizer    Adam m and v over the rank's state (N at ZeRO-0, its 1/dp shard at ZeRO-1/2),
 //                an fp32 master copy of that shard where it is not the whole buffer (else the
 //                parameters are the master), and ZeRO-1/2's all-gather scratch
@@ -47,7 +49,8 @@ struct MemoryPlanArgs {
 struct RankMemory {
   int tp_rank = 0, dp_rank = 0;
   size_t weights = 0, gradients = 0, optimizer = 0, activations = 0;
-  size_t peak = 0;  // the sizing backend's peak: the sum (nothing is freed before a step)
+  bool grad_buckets = false;  // the gradients are bucketed (else whole)
+  size_t peak = 0;            // the sizing backend's peak: the sum (nothing is freed before a step)
   size_t total() const { return weights + gradients + optimizer + activations; }
 };
 

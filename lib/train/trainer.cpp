@@ -169,14 +169,15 @@ TrainResult run_training(const TrainArgs& a, MPI_Comm world) {
   if (!missing.empty()) stop_run(missing);
   if (root)
     std::printf(
-        "autotp: memory per rank: %s planned (weights %s, gradients %s, optimizer %s, "
+        "autotp: memory per rank: %s planned (weights %s, gradients %s%s, optimizer %s, "
         "activations %s), activation checkpointing %s\n",
         format_bytes(double(need.total())).c_str(), format_bytes(double(need.weights)).c_str(),
-        format_bytes(double(need.gradients)).c_str(), format_bytes(double(need.optimizer)).c_str(),
+        format_bytes(double(need.gradients)).c_str(), need.grad_buckets ? " bucketed" : "",
+        format_bytes(double(need.optimizer)).c_str(),
         format_bytes(double(need.activations)).c_str(), recompute ? "on" : "off");
 
   Phi3Model model(mc, plan, topo.tp_rank, *tp_comm, backend,
-                  ZeroOptimizer::keeps_master_copy(ds.zero_stage, topo.dp));
+                  ZeroOptimizer::model_storage(ds.zero_stage, topo.dp));
   model.set_activation_checkpointing(recompute,
                                      ds.activation_checkpointing.synchronize_checkpoint_boundary);
   if (file)

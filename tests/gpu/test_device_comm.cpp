@@ -142,6 +142,29 @@ void check_collectives(Gpu& gpu, Comm& c, const std::string& what) {
         q < n ? "reduce_sum_async" : "all_reduce_sum_async");
   }
 
+  // Marks: wait_until(mark) completes the ops before the mark (the optimizer's gradient buckets
+  // reuse a buffer while later sums still run); waiting twice, or for an old mark, is a no-op.
+  for (int q = 0; q < n; ++q) {
+    for (size_t j = 0; j < L; ++j) x[j] = float(r + 1) * float(q + 1) + float(j);
+    gpu.upload(x, parts[size_t(q)]);
+  }
+  std::vector<size_t> marks(static_cast<size_t>(n));
+  for (int q = 0; q < n; ++q) {
+    c.reduce_sum_async(parts[size_t(q)], L, q);
+    marks[size_t(q)] = c.mark();
+  }
+  for (int q = 0; q < n; ++q) {
+    c.wait_until(marks[size_t(q)]);
+    c.wait_until(marks[0]);
+    if (q != r) continue;
+    expect_values(
+        gpu.download(parts[size_t(q)], L),
+        [&](size_t j) { return float(n * (n + 1) / 2) * float(q + 1) + float(n) * float(j); },
+        "reduce_sum_async + wait_until");
+  }
+  EXPECT_EQ(c.mark(), marks.back()) << "no op since the last mark";
+  c.wait_all();
+
   const int root = n - 1;
   for (size_t j = 0; j < L; ++j) x[j] = r == root ? float(j) : -1.0f;
   gpu.upload(x, d);

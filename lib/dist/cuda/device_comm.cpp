@@ -80,4 +80,9 @@ void DeviceComm::wait_all() {
   dev_wait_all();
 }
 
+void DeviceComm::wait_until(size_t mark) {
+  host_->wait_all();
+  dev_wait_until(mark);
+}
+
 }  // namespace autotp

@@ -31,6 +31,10 @@ class DeviceComm : public Comm {
   void reduce_sum_async(float* buf, size_t n, int root) final;
   void all_reduce_sum_async(float* buf, size_t n) final;
   void wait_all() final;
+  // Marks order the device ops; the host ops (rare: the optimizer's are on device buffers) are
+  // completed whole by any wait.
+  size_t mark() final { return dev_mark(); }
+  void wait_until(size_t mark) final;
 
  protected:
   virtual void dev_all_reduce(float* buf, size_t n, ReduceOp op) = 0;
@@ -45,6 +49,9 @@ class DeviceComm : public Comm {
     dev_all_reduce(buf, n, ReduceOp::Sum);
   }
   virtual void dev_wait_all() {}
+  // Ops that complete on return need no marks: 0, and nothing to wait for.
+  virtual size_t dev_mark() { return 0; }
+  virtual void dev_wait_until(size_t mark) { (void)mark; }
 
  private:
   // true for device (or managed) memory, false for host memory; `what` names the op for the

@@ -6,8 +6,10 @@
 // the second fence after all of them.
 #include <nccl.h>
 
+#include <deque>
 #include <exception>
 #include <utility>
+#include <vector>
 
 #include "dist/cuda/device_comm.hpp"
 #include "dist/cuda/device_comm_base.hpp"
@@ -48,6 +50,8 @@ class NcclComm final : public DeviceComm {
         ncclCommDestroy(comm_);
       }
     }
+    for (auto& m : marks_) free_events_.push_back(m.second);
+    for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
     cudaEventDestroy(done_);
     cudaEventDestroy(ready_);
     cudaStreamDestroy(stream_);
@@ -83,10 +87,36 @@ class NcclComm final : public DeviceComm {
             [&] { return ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, comm_, stream_); });
   }
   void dev_wait_all() override {
+    recycle_marks(marks_.size());
+    unmarked_ = false;
     if (!pending_) return;
     cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
     cuda_check(cudaStreamWaitEvent(compute_, done_, 0), "cudaStreamWaitEvent");
     pending_ = false;
+  }
+  // A mark is an event recorded on the comm stream after the ops started so far; the stream
+  // runs them in order, so waiting for it waits for every op before it and none after.
+  size_t dev_mark() override {
+    if (!unmarked_) return last_mark_;
+    cudaEvent_t e = nullptr;
+    if (free_events_.empty()) {
+      cuda_check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    } else {
+      e = free_events_.back();
+      free_events_.pop_back();
+    }
+    cuda_check(cudaEventRecord(e, stream_), "cudaEventRecord");
+    marks_.push_back({++last_mark_, e});
+    unmarked_ = false;
+    return last_mark_;
+  }
+  void dev_wait_until(size_t mark) override {
+    size_t k = 0;  // marks_[0, k) are at or before `mark`
+    while (k < marks_.size() && marks_[k].first <= mark) ++k;
+    if (k == 0) return;
+    cuda_check(cudaStreamWaitEvent(compute_, marks_[k - 1].second, 0), "cudaStreamWaitEvent");
+    recycle_marks(k);
+    if (marks_.empty() && !unmarked_) pending_ = false;
   }
 
  private:
@@ -98,6 +128,11 @@ class NcclComm final : public DeviceComm {
     cuda_check(cudaStreamWaitEvent(stream_, ready_, 0), "cudaStreamWaitEvent");
     nccl_check(op(), what, comm_);
     pending_ = true;
+    unmarked_ = true;
+  }
+  void recycle_marks(size_t k) {
+    for (size_t i = 0; i < k; ++i) free_events_.push_back(marks_[i].second);
+    marks_.erase(marks_.begin(), marks_.begin() + std::ptrdiff_t(k));
   }
   template <typename Op>
   void fenced(const char* what, Op&& op) {
@@ -108,7 +143,11 @@ class NcclComm final : public DeviceComm {
   cudaStream_t compute_ = nullptr, stream_ = nullptr;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
   ncclComm_t comm_ = nullptr;
-  bool pending_ = false;  // the comm stream holds work the compute stream has not waited for
+  bool pending_ = false;   // the comm stream holds work the compute stream has not waited for
+  bool unmarked_ = false;  // an op started after the last mark
+  size_t last_mark_ = 0;
+  std::deque<std::pair<size_t, cudaEvent_t>> marks_;  // not yet waited for, oldest first
+  std::vector<cudaEvent_t> free_events_;
 };
 
 }  // namespace
