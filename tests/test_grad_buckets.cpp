@@ -18,6 +18,7 @@
 #include "kernels/cpu/cpu_backend.hpp"
 #include "model/grad_buckets.hpp"
 #include "model/phi3_model.hpp"
+#include "mpi_test_util.hpp"
 #include "optim/zero_optimizer.hpp"
 #include "partition/partition_config.hpp"
 #include "test_util.hpp"
@@ -92,65 +93,61 @@ struct Case {
 // ZeRO-2 training on the first tp*dp ranks, the model's gradients bucketed (as the trainer
 // builds it) or whole (as before buckets).
 TrainRun train(const Case& c, bool buckets) {
-  int rank;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm sub;
-  MPI_Comm_split(MPI_COMM_WORLD, rank < c.tp * c.dp ? 0 : MPI_UNDEFINED, rank, &sub);
   TrainRun out;
-  if (sub == MPI_COMM_NULL) return out;
-  auto topo = Topology::create(sub, c.tp, c.dp);
-  DsConfig ds = DsConfig::from_file(AUTOTP_SOURCE_DIR "/configs/tiny.json");
-  ds.zero_stage = 2;
-  // eps comparable to the gradients: Adam's m / sqrt(v) would otherwise turn the rounding noise
-  // of a near-zero gradient into a full step of either sign.
-  ds.optimizer.eps = 1e-3;
-  ModelConfig mc = ModelConfig::preset("tiny");
-  mc.tie_word_embeddings = c.tied;
-  mc.num_hidden_layers = c.layers;
-  const PartitionPlan plan =
-      build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), mc, c.tp);
-  out.planned =
-      plan_rank_memory(memory_plan_args(ds, mc, plan, c.dp, kB, kT, c.ckpt, DeviceSizes::cpu()),
-                       topo.tp_rank, topo.dp_rank)
-          .total();
-  {
-    CpuBackend be;
-    auto tp = make_mpi_comm(topo.tp_comm), dp = make_mpi_comm(topo.dp_comm);
-    ModelStorage storage = ZeroOptimizer::model_storage(2, c.dp);
-    if (!buckets) storage.grad_bucket_dp = 0;
-    Phi3Model model(mc, plan, topo.tp_rank, *tp, be, storage);
-    out.bucketed = model.grad_buckets();
-    model.set_activation_checkpointing(c.ckpt);
-    model.init_random(11);
-    ZeroOptimizer opt(ds.optimizer, 2, ds.gradient_clipping, model.layout(), model.params(),
-                      model.grads(), *dp, *tp, be);
-    GradLink link(model, opt, c.accum);
-    std::mt19937 gen(200 + topo.dp_rank);
-    std::uniform_int_distribution<int32_t> tok(0, int32_t(mc.vocab_size - 1));
-    std::vector<int32_t> ids(kB * kT + 1), tgt(kB * kT);
-    for (int s = 0; s < kSteps; ++s) {
-      float loss = 0;
-      for (int m = 0; m < c.accum; ++m) {
-        for (auto& x : ids) x = tok(gen);
-        std::copy(ids.begin() + 1, ids.end(), tgt.begin());
-        link.before_micro_batch(m);
-        loss += model.forward_backward(ids.data(), tgt.data(), kB, kT, 1.0f / float(c.accum));
+  test::on_first_ranks(c.tp * c.dp, [&](MPI_Comm sub) {
+    auto topo = Topology::create(sub, c.tp, c.dp);
+    DsConfig ds = DsConfig::from_file(AUTOTP_SOURCE_DIR "/configs/tiny.json");
+    ds.zero_stage = 2;
+    // eps comparable to the gradients: Adam's m / sqrt(v) would otherwise turn the rounding noise
+    // of a near-zero gradient into a full step of either sign.
+    ds.optimizer.eps = 1e-3;
+    ModelConfig mc = ModelConfig::preset("tiny");
+    mc.tie_word_embeddings = c.tied;
+    mc.num_hidden_layers = c.layers;
+    const PartitionPlan plan =
+        build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), mc, c.tp);
+    out.planned =
+        plan_rank_memory(memory_plan_args(ds, mc, plan, c.dp, kB, kT, c.ckpt, DeviceSizes::cpu()),
+                         topo.tp_rank, topo.dp_rank)
+            .total();
+    {
+      CpuBackend be;
+      auto tp = make_mpi_comm(topo.tp_comm), dp = make_mpi_comm(topo.dp_comm);
+      ModelStorage storage = ZeroOptimizer::model_storage(2, c.dp);
+      if (!buckets) storage.grad_bucket_dp = 0;
+      Phi3Model model(mc, plan, topo.tp_rank, *tp, be, storage);
+      out.bucketed = model.grad_buckets();
+      model.set_activation_checkpointing(c.ckpt);
+      model.init_random(11);
+      ZeroOptimizer opt(ds.optimizer, 2, ds.gradient_clipping, model.layout(), model.params(),
+                        model.grads(), *dp, *tp, be);
+      GradLink link(model, opt, c.accum);
+      std::mt19937 gen(200 + topo.dp_rank);
+      std::uniform_int_distribution<int32_t> tok(0, int32_t(mc.vocab_size - 1));
+      std::vector<int32_t> ids(kB * kT + 1), tgt(kB * kT);
+      for (int s = 0; s < kSteps; ++s) {
+        float loss = 0;
+        for (int m = 0; m < c.accum; ++m) {
+          for (auto& x : ids) x = tok(gen);
+          std::copy(ids.begin() + 1, ids.end(), tgt.begin());
+          link.before_micro_batch(m);
+          loss += model.forward_backward(ids.data(), tgt.data(), kB, kT, 1.0f / float(c.accum));
+        }
+        StepStats st = opt.step(1e-2);
+        model.params_changed();
+        EXPECT_TRUE(st.applied);
+        out.losses.push_back(loss);
+        out.norms.push_back(float(st.grad_norm));
       }
-      StepStats st = opt.step(1e-2);
-      model.params_changed();
-      EXPECT_TRUE(st.applied);
-      out.losses.push_back(loss);
-      out.norms.push_back(float(st.grad_norm));
+      for (const char* p : {"model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight",
+                            "model.norm.weight"}) {
+        auto v = model.param_shard(p);
+        out.params.insert(out.params.end(), v.begin(), v.end());
+      }
+      out.peak = be.peak_bytes();
     }
-    for (const char* p : {"model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight",
-                          "model.norm.weight"}) {
-      auto v = model.param_shard(p);
-      out.params.insert(out.params.end(), v.begin(), v.end());
-    }
-    out.peak = be.peak_bytes();
-  }
-  topo.free();
-  MPI_Comm_free(&sub);
+    topo.free();
+  });
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "kernels/cpu/cpu_backend.hpp"
 #include "model/param_layout.hpp"
 #include "model/phi3_model.hpp"
+#include "mpi_test_util.hpp"
 #include "optim/zero_optimizer.hpp"
 #include "partition/partition_config.hpp"
 #include "train/grad_link.hpp"
@@ -38,54 +39,50 @@ constexpr int kB = 2, kT = 24, kAccum = 2, kSteps = 2;
 
 // Trains kSteps steps of kAccum micro-batches on the first tp*dp ranks.
 TrainRun train(const RunLayout& L) {
-  int rank;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm sub;
-  MPI_Comm_split(MPI_COMM_WORLD, rank < L.tp * L.dp ? 0 : MPI_UNDEFINED, rank, &sub);
   TrainRun out;
-  if (sub == MPI_COMM_NULL) return out;
-  auto topo = Topology::create(sub, L.tp, L.dp);
-  DsConfig ds = DsConfig::from_file(AUTOTP_SOURCE_DIR "/configs/tiny.json");
-  ds.zero_stage = L.zero;
-  const ModelConfig mc = ModelConfig::preset("tiny");
-  const PartitionPlan plan =
-      build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), mc, L.tp);
-  const MemoryPlanArgs args =
-      memory_plan_args(ds, mc, plan, L.dp, kB, kT, L.ckpt, DeviceSizes::cpu());
-  out.planned = plan_rank_memory(args, topo.tp_rank, topo.dp_rank).total();
-  {
-    CpuBackend be;
-    auto tp = make_mpi_comm(topo.tp_comm), dp = make_mpi_comm(topo.dp_comm);
-    Phi3Model model(mc, plan, topo.tp_rank, *tp, be, ZeroOptimizer::model_storage(L.zero, L.dp));
-    model.set_activation_checkpointing(L.ckpt);
-    model.init_random(7);
-    ZeroOptimizer opt(ds.optimizer, L.zero, ds.gradient_clipping, model.layout(), model.params(),
-                      model.grads(), *dp, *tp, be);
-    GradLink link(model, opt, kAccum);
-    std::mt19937 gen(100 + topo.dp_rank);
-    std::uniform_int_distribution<int32_t> tok(0, int32_t(mc.vocab_size - 1));
-    std::vector<int32_t> ids(kB * kT + 1), tgt(kB * kT);
-    for (int s = 0; s < kSteps; ++s) {
-      float loss = 0;
-      for (int m = 0; m < kAccum; ++m) {
-        for (auto& x : ids) x = tok(gen);
-        std::copy(ids.begin() + 1, ids.end(), tgt.begin());
-        link.before_micro_batch(m);
-        loss += model.forward_backward(ids.data(), tgt.data(), kB, kT, 1.0f / kAccum);
+  test::on_first_ranks(L.tp * L.dp, [&](MPI_Comm sub) {
+    auto topo = Topology::create(sub, L.tp, L.dp);
+    DsConfig ds = DsConfig::from_file(AUTOTP_SOURCE_DIR "/configs/tiny.json");
+    ds.zero_stage = L.zero;
+    const ModelConfig mc = ModelConfig::preset("tiny");
+    const PartitionPlan plan =
+        build_plan(PartitionConfig::from_json(ds.tensor_parallel, ds.source), mc, L.tp);
+    const MemoryPlanArgs args =
+        memory_plan_args(ds, mc, plan, L.dp, kB, kT, L.ckpt, DeviceSizes::cpu());
+    out.planned = plan_rank_memory(args, topo.tp_rank, topo.dp_rank).total();
+    {
+      CpuBackend be;
+      auto tp = make_mpi_comm(topo.tp_comm), dp = make_mpi_comm(topo.dp_comm);
+      Phi3Model model(mc, plan, topo.tp_rank, *tp, be, ZeroOptimizer::model_storage(L.zero, L.dp));
+      model.set_activation_checkpointing(L.ckpt);
+      model.init_random(7);
+      ZeroOptimizer opt(ds.optimizer, L.zero, ds.gradient_clipping, model.layout(), model.params(),
+                        model.grads(), *dp, *tp, be);
+      GradLink link(model, opt, kAccum);
+      std::mt19937 gen(100 + topo.dp_rank);
+      std::uniform_int_distribution<int32_t> tok(0, int32_t(mc.vocab_size - 1));
+      std::vector<int32_t> ids(kB * kT + 1), tgt(kB * kT);
+      for (int s = 0; s < kSteps; ++s) {
+        float loss = 0;
+        for (int m = 0; m < kAccum; ++m) {
+          for (auto& x : ids) x = tok(gen);
+          std::copy(ids.begin() + 1, ids.end(), tgt.begin());
+          link.before_micro_batch(m);
+          loss += model.forward_backward(ids.data(), tgt.data(), kB, kT, 1.0f / kAccum);
+        }
+        out.losses.push_back(loss);
+        if (s + 1 == kSteps && !model.grad_buckets()) {  // the last step's gradients, unapplied
+          out.grads = model.grad_shard("model.layers.0.self_attn.qkv_proj.weight");
+          auto e = model.grad_shard("model.embed_tokens.weight");
+          out.grads.insert(out.grads.end(), e.begin(), e.end());
+        }
+        opt.step(1e-3);
+        model.params_changed();
       }
-      out.losses.push_back(loss);
-      if (s + 1 == kSteps && !model.grad_buckets()) {  // the last step's gradients, unapplied
-        out.grads = model.grad_shard("model.layers.0.self_attn.qkv_proj.weight");
-        auto e = model.grad_shard("model.embed_tokens.weight");
-        out.grads.insert(out.grads.end(), e.begin(), e.end());
-      }
-      opt.step(1e-3);
-      model.params_changed();
+      out.peak = be.peak_bytes();
     }
-    out.peak = be.peak_bytes();
-  }
-  topo.free();
-  MPI_Comm_free(&sub);
+    topo.free();
+  });
   return out;
 }
 

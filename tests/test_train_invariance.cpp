@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "mpi_test_util.hpp"
 #include "train/trainer.hpp"
 
 using namespace autotp;
@@ -17,13 +18,8 @@ constexpr int kSteps = 10;
 
 // Trains on the first tp*dp ranks of the world; every world rank returns rank 0's losses.
 std::vector<double> train(int tp, int dp, int zero_stage) {
-  int rank;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const int n = tp * dp;
-  MPI_Comm sub;
-  MPI_Comm_split(MPI_COMM_WORLD, rank < n ? 0 : MPI_UNDEFINED, rank, &sub);
   std::vector<double> losses(kSteps, 0.0);
-  if (sub != MPI_COMM_NULL) {
+  test::on_first_ranks(tp * dp, [&](MPI_Comm sub) {
     TrainArgs a;
     a.ds_config = std::string(AUTOTP_SOURCE_DIR) + "/configs/tiny.json";
     a.tokenizer = TrainArgs::share_dir() + "/tokenizer/tokenizer.json";
@@ -38,10 +34,8 @@ std::vector<double> train(int tp, int dp, int zero_stage) {
     a.grad_accum = 4 / dp;  // global batch 8 samples at every DP size
     a.zero_stage = zero_stage;
     a.log_interval = 1000;
-    auto r = run_training(a, sub);
-    losses = r.losses;
-    MPI_Comm_free(&sub);
-  }
+    losses = run_training(a, sub).losses;
+  });
   MPI_Bcast(losses.data(), kSteps, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   return losses;
 }

@@ -285,6 +285,9 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   // Each step as long as its slowest rank.
   MPI_Allreduce(MPI_IN_PLACE, step_s.data(), int(step_s.size()), MPI_DOUBLE, MPI_MAX, topo.world);
   const double mem_gib = max_over(dev.peak_memory_gib(), topo.world);
+  // The card's count, every rank's buffers still held: the largest any rank sees (ranks on one
+  // GPU see the same).
+  const double device_used_gib = max_over(dev.device_used_gib(), topo.world);
   const double peak_bytes = max_over(double(be.peak_bytes()), topo.world);
   float loss = last_loss;
   dp_comm->all_reduce_sum(&loss, 1);
@@ -332,6 +335,7 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
                       {"peak_source", peak_rate.source},
                       {"peak_mem_gib", mem_gib},
                       {"peak_mem_bytes", peak_bytes},
+                      {"device_used_gib", device_used_gib},
                       {"activation_checkpointing", recompute},
                       {"planned_mem",
                        {{"total", planned.total()},
@@ -371,6 +375,11 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
         format_bytes(double(planned.gradients)).c_str(), planned.grad_buckets ? " bucketed" : "",
         format_bytes(double(planned.optimizer)).c_str(),
         format_bytes(double(planned.activations)).c_str(), recompute ? "on" : "off");
+    if (device_used_gib >= 0)
+      std::printf(
+          "device memory in use after the steps: %.2f GiB (the GPU's own count: every rank on "
+          "it, CUDA contexts and library workspaces included)\n",
+          device_used_gib);
     const std::string at_782 =
         on_gpu ? ", " + std::to_string(std::lround(flops.gemm / ranks / 782e12 * 1e3)) +
                      " ms at anchors.md's 782"

@@ -94,6 +94,16 @@ double Device::peak_memory_gib() const {
   return double(backend->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
 }
 
+double Device::device_used_gib() const {
+#ifdef AUTOTP_WITH_CUDA
+  size_t free_bytes = 0, total_bytes = 0;
+  if (backend->name() != "cpu" && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+    return double(total_bytes - free_bytes) / (1024.0 * 1024.0 * 1024.0);
+  (void)cudaGetLastError();
+#endif
+  return -1.0;
+}
+
 Device make_device(const std::string& device, const std::string& comm, const Topology& topo) {
   // The flags are the same on every rank, and so is the verdict: rank 0 says it once.
   auto flag_check = [](bool ok, const std::string& msg) {

@@ -21,6 +21,9 @@ struct Device {
   std::string description;         // e.g. "cuda:0 (NVIDIA H100), NCCL" or "cpu, MPI"
   double peak_tflops = 0;          // a GPU's nominal dense peak; 0 on the CPU (none is known)
   double peak_memory_gib() const;  // the backend's peak allocated memory (Backend::peak_bytes)
+  // What the GPU has in use now, every process on it counted (ranks sharing it, their CUDA
+  // contexts, libraries' workspaces): the card's own count beside the backend's; -1 on the CPU.
+  double device_used_gib() const;
   // What one rank may allocate on its device, for the check before the model is built
   // (train/memory_plan.hpp): CUDA: the GPU's free memory once the backend is up; CPU: the
   // node's physical memory over the ranks on the node. memory_what says which, for messages.

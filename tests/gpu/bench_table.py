@@ -65,21 +65,29 @@ def autotp_details(impl, a):
 
 def case_table(case, runs):
     lines = ["### " + case, "",
-             "| run | tokens/step | tokens/s | TFLOP/s | MFU | peak GiB | step ms | "
-             "vs torch.compile |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| run | tokens/step | tokens/s | TFLOP/s | MFU | peak GiB | planned GiB | "
+             "GPU in use GiB | step ms | vs torch.compile |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     compiled = runs.get("torch-compile", {}).get("tokens_per_s")
     for impl in sorted(runs, key=lambda i: (IMPL_ORDER.index(i) if i in IMPL_ORDER else 9, i)):
         r = runs[impl]
         if "failed" in r:
-            lines.append("| %s | | %s | | | | | |" % (impl, r["failed"]))
+            lines.append("| %s | | %s | | | | | | | |" % (impl, r["failed"]))
             continue
         ratio = "%.2fx" % (r["tokens_per_s"] / compiled) if compiled else "n/a"
         label = "%s (micro %d)" % (impl, r["micro_batch"])
-        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+        planned = r.get("planned_mem", {}).get("total")
+        planned = fmt(planned / 2 ** 30, ".2f") if planned else ""
+        if r.get("planned_mem", {}).get("grad_buckets"):
+            planned += " (bucketed)"
+        used = r.get("device_used_gib", -1)
+        used = fmt(used, ".2f") if used is not None and used >= 0 else ""
+        if "dp" in r and r.get("dp", 1) * r.get("tp", 1) > 1 and used:
+            used += " (%d ranks)" % (r["dp"] * r["tp"])
+        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             label, r["tokens_per_step"], fmt(r["tokens_per_s"], ",.0f"),
             fmt(r["tflops"], ".1f"), fmt(100 * r["mfu"], ".1f") + "%",
-            fmt(r["peak_mem_gib"], ".2f"), fmt(r["step_ms"], ".1f"), ratio))
+            fmt(r["peak_mem_gib"], ".2f"), planned, used, fmt(r["step_ms"], ".1f"), ratio))
     lines.append("")
     for impl in sorted(i for i in runs if i.startswith("autotp")):
         lines += autotp_details(impl, runs[impl])

@@ -138,6 +138,8 @@ def run(args, device):
     with torch.device(device):
         model = Phi3ForCausalLM(cfg)  # fp32 master weights, transformers' _init_weights
     model.train()
+    if args.activation_checkpointing == "true":  # autotp's full layer recompute
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     n_params = sum(p.numel() for p in model.parameters())  # the tied embedding once
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -201,6 +203,7 @@ def run(args, device):
         "step_ms_median": statistics.median(times) * 1e3, "step_ms_max": times[-1] * 1e3,
         "tokens_per_s": tokens / step, "tflops": tflops, "mfu": tflops / peak,
         "peak_tflops": peak, "peak_mem_gib": mem, "loss": loss, "flops_per_step": flops,
+        "activation_checkpointing": args.activation_checkpointing == "true",
         "versions": {"torch": torch.__version__,
                      "transformers": __import__("transformers").__version__},
     }
@@ -231,6 +234,8 @@ def main():
     ap.add_argument("--grad_clip", type=float, default=1.0, help="0 = off")
     ap.add_argument("--gemm_size", type=int, default=8192, help="n of --mode gemm")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--activation_checkpointing", nargs="?", const="true", default="false",
+                    choices=["true", "false"], help="gradient checkpointing of every layer")
     ap.add_argument("--json", default="", help="write the results as JSON here")
     args = ap.parse_args()
     if args.steps <= 0 or args.warmup < 0:

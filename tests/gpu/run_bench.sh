@@ -12,8 +12,11 @@
 #   2. 8 layers, seq 512 x micro 16.
 #   3. 32 layers (the full Phi-4-mini), seq 2048, micro 1, 2, 4, 8 tried in turn until one does
 #      not fit (LADDER overrides the list).
+#   3c. The same with activation checkpointing (LADDER_CKPT, default "4 6 8"; the plan of
+#      autotp-plan --activation_checkpointing says which fit the card).
 #   4. Memory per rank over DP (issue #19): 8 layers, seq 2048 x micro 1, ZeRO-2, DP 1, 2, 4 and
-#      8 (DPS overrides) as ranks sharing the GPU through the MPI-staged communicator.
+#      8 (DPS overrides; "4@1,2" in RUNS runs DP 1 and 2 only) as ranks sharing the GPU through
+#      the MPI-staged communicator, MEM_STEPS (5) timed after MEM_WARMUP (2).
 #   5. A reduced Phi-4 (its widths, 4 layers) at TP 2 x DP 4 = 8 ranks on the one GPU, ZeRO-2,
 #      seq 2048 x micro 1.
 # RUNS lists case:impl pairs in the order they run, most important first, so that a run cut
@@ -31,7 +34,8 @@
 # backward recompute dS instead of storing it.)
 # "tiny" in RUNS is a smoke test of this script on the CPU (the tiny preset, autotp and eager).
 # Environment: PYTHON (python3), MPIRUN (mpirun), STEPS (10), WARMUP (3), RUN_TIMEOUT (240 s
-# per run), GEMM_SIZE (8192), LADDER ("1 2 4 8"), DPS ("1 2 4 8"), DEVICE (tiny: cpu), NP (ranks
+# per run), GEMM_SIZE (8192), LADDER ("1 2 4 8"), LADDER_CKPT ("4 6 8"), DPS ("1 2 4 8"),
+# DEVICE (tiny: cpu), NP (ranks
 # of an autotp run, 1; cases 4 and 5 set their own), BENCH_ARGS (added to every autotp run, e.g.
 # the activation checkpointing switch).
 set -uo pipefail
@@ -134,6 +138,12 @@ table
 
 for r in $RUNS; do
   c=${r%%:*} impl=${r#*:}
+  dps=${DPS:-1 2 4 8}
+  if [[ $c == 4@* ]]; then
+    dps=${c#4@}
+    dps=${dps//,/ }
+    c=4
+  fi
   case $c in
     1)
       shape=(--model phi-4-mini --layers 8 --seq_length 2048 --micro_batch_size 4)
@@ -149,9 +159,14 @@ for r in $RUNS; do
       # Fewer steps: each rung of the ladder is a full run.
       STEPS=5 WARMUP=2 ladder 3-32layers-seq2048 "$impl" --model phi-4-mini --seq_length 2048
       ;;
+    3c)
+      STEPS=5 WARMUP=2 LADDER=${LADDER_CKPT:-4 6 8} ladder 3c-32layers-seq2048-ckpt "$impl" \
+        --model phi-4-mini --seq_length 2048 --activation_checkpointing true
+      ;;
     4)
-      for dp in ${DPS:-1 2 4 8}; do
-        NP=$dp STEPS=5 WARMUP=2 run "4-mem-8layers-dp$dp" "$impl" --model phi-4-mini --layers 8 \
+      for dp in $dps; do
+        NP=$dp STEPS=${MEM_STEPS:-5} WARMUP=${MEM_WARMUP:-2} run "4-mem-8layers-dp$dp" "$impl" \
+          --model phi-4-mini --layers 8 \
           --seq_length 2048 --micro_batch_size 1 --zero_stage 2 --dp_size "$dp" --comm mpi
         table
       done
@@ -167,7 +182,7 @@ for r in $RUNS; do
       run 0-tiny torch-eager "${shape[@]}" --micro_batch_size 4; table
       STEPS=2 WARMUP=1 ladder 0-tiny-ladder autotp "${shape[@]}"
       ;;
-    *) echo "unknown run '$r' in RUNS (case:impl, case 1 to 5)" >&2 ;;
+    *) echo "unknown run '$r' in RUNS (case:impl, case 1 to 5 or 3c)" >&2 ;;
   esac
   table
 done

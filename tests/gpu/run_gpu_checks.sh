@@ -17,13 +17,17 @@
 #                             memcheck of the training run and of the transformers fixtures,
 #                             and the export check (the kernel test still runs under memcheck),
 #                             leaving more of the budget to the benchmark
+#   AUTOTP_GPU_CHECKS_ONLY="comm buckets bench"  only these groups of checks (default: all):
+#                             kernels comm model_hf train buckets checkpoints memcheck export
+#                             bench; nvidia-smi and ldd always run
 #
 # The checks: nvidia-smi and ldd; the CUDA kernel test; the device communicators (MPI staged
 # through host memory at 4 ranks on the GPU, NCCL at 1); the model on the CUDA backend against
 # transformers; 200 steps of the default tiny config on the CPU (TP2xDP2, TP1xDP1) and on CUDA
 # (TP2xDP2 over the staged MPI communicator, TP1xDP1 over NCCL), their loss curves compared
-# pairwise; compute-sanitizer memcheck on a 3-step run and on the small kernel tests; and, when
-# present, tests/checkpoint/export_check.sh and tests/gpu/run_bench.sh.
+# pairwise; bucketed gradients (ZeRO-2 at TP1xDP4) on CUDA over the staged MPI communicator
+# against the CPU; compute-sanitizer memcheck on a 3-step run and on the small kernel tests; and,
+# when present, tests/checkpoint/export_check.sh and tests/gpu/run_bench.sh.
 set -u
 if [ $# -ne 2 ]; then
   echo "usage: bash tests/gpu/run_gpu_checks.sh BUILD_DIR OUT_DIR" >&2
@@ -43,6 +47,8 @@ steps=${AUTOTP_GPU_CHECK_STEPS:-200}
 budget=${AUTOTP_GPU_CHECKS_BUDGET_S:-480}  # seconds for the whole script, the benchmark last
 hard=${AUTOTP_GPU_CHECKS_HARD_S:-560}      # no check runs past this (a hung one times out)
 quick=${AUTOTP_GPU_CHECKS_QUICK:-0}
+only=${AUTOTP_GPU_CHECKS_ONLY:-}
+want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }  # want GROUP: this group runs
 
 # The binaries carry the build machine's source path: point them at this tree instead.
 export AUTOTP_SHARE_DIR=$root/share AUTOTP_CONFIGS_DIR=$root/configs
@@ -203,16 +209,16 @@ if [ "$dry" = 1 ]; then
     skip $c "AUTOTP_GPU_CHECKS_DRY=1"
   done
 else
-  if need_file cuda_kernels "$build/tests/test_cuda_backend"; then
+  if want kernels && need_file cuda_kernels "$build/tests/test_cuda_backend"; then
     gtest_check cuda_kernels 180 "$build/tests/test_cuda_backend"
   fi
-  if need_file device_comm_staged_np4 "$build/tests/test_device_comm"; then
+  if want comm && need_file device_comm_staged_np4 "$build/tests/test_device_comm"; then
     # 4 ranks on one GPU: the staged MPI communicator (NCCL refuses a shared GPU).
     gtest_check device_comm_staged_np4 120 "${mpirun[@]}" -np 4 "$build/tests/test_device_comm" \
       --gtest_filter='DeviceComm.Staged*'
     gtest_check device_comm_nccl_np1 120 "${mpirun[@]}" -np 1 "$build/tests/test_device_comm"
   fi
-  if need_file cuda_model_hf "$build/tests/test_cuda_model_hf"; then
+  if want model_hf && need_file cuda_model_hf "$build/tests/test_cuda_model_hf"; then
     gtest_check cuda_model_hf 120 "$build/tests/test_cuda_model_hf"
     # The numbers: loss, logits and worst gradient error per fixture.
     results[-1]="${results[-1]% |}$(grep '^hf-fixture' "$logs/cuda_model_hf.log" |
@@ -258,15 +264,27 @@ PY
 
 # TP1xDP1 takes 2 micro-batches per step, so that every run sees the same global batch (16
 # samples) and all four curves are the same curve.
-train_run cpu_tp2dp2 4 --device cpu --tp_size 2 --dp_size 2
-train_run cpu_tp1dp1 1 --device cpu --tp_size 1 --dp_size 1 --gradient_accumulation_steps 2
-if [ "$dry" = 1 ]; then
-  skip train_cuda_mpi_tp2dp2 "AUTOTP_GPU_CHECKS_DRY=1"
-  skip train_cuda_nccl_tp1dp1 "AUTOTP_GPU_CHECKS_DRY=1"
-else
-  train_run cuda_mpi_tp2dp2 4 --device cuda --comm mpi --tp_size 2 --dp_size 2
-  train_run cuda_nccl_tp1dp1 1 --device cuda --comm nccl --tp_size 1 --dp_size 1 \
-    --gradient_accumulation_steps 2
+if want train; then
+  train_run cpu_tp2dp2 4 --device cpu --tp_size 2 --dp_size 2
+  train_run cpu_tp1dp1 1 --device cpu --tp_size 1 --dp_size 1 --gradient_accumulation_steps 2
+  if [ "$dry" = 1 ]; then
+    skip train_cuda_mpi_tp2dp2 "AUTOTP_GPU_CHECKS_DRY=1"
+    skip train_cuda_nccl_tp1dp1 "AUTOTP_GPU_CHECKS_DRY=1"
+  else
+    train_run cuda_mpi_tp2dp2 4 --device cuda --comm mpi --tp_size 2 --dp_size 2
+    train_run cuda_nccl_tp1dp1 1 --device cuda --comm nccl --tp_size 1 --dp_size 1 \
+      --gradient_accumulation_steps 2
+  fi
+fi
+# Bucketed gradients: ZeRO-2 over DP 4 (the tiny model's buckets + shard are smaller than its
+# whole buffer from DP 4 on), every rank on the one GPU through the staged communicator.
+if want buckets; then
+  train_run cpu_tp1dp4 4 --device cpu --tp_size 1 --dp_size 4
+  if [ "$dry" = 1 ]; then
+    skip train_cuda_mpi_tp1dp4 "AUTOTP_GPU_CHECKS_DRY=1"
+  else
+    train_run cuda_mpi_tp1dp4 4 --device cuda --comm mpi --tp_size 1 --dp_size 4
+  fi
 fi
 
 # compare NAME RUN_A RUN_B [compare_curves.py options]
@@ -283,10 +301,15 @@ compare() {
 }
 
 # fp32 against fp32 (the same arithmetic split differently): far tighter than bf16.
-compare curves_cpu_tp2dp2_vs_cpu_tp1dp1 cpu_tp2dp2 cpu_tp1dp1 --max-rel 1e-3 --final-rel 1e-3
-if [ "$dry" != 1 ]; then
-  compare curves_cuda_mpi_tp2dp2_vs_cpu_tp2dp2 cuda_mpi_tp2dp2 cpu_tp2dp2
-  compare curves_cuda_nccl_tp1dp1_vs_cpu_tp1dp1 cuda_nccl_tp1dp1 cpu_tp1dp1
+if want train; then
+  compare curves_cpu_tp2dp2_vs_cpu_tp1dp1 cpu_tp2dp2 cpu_tp1dp1 --max-rel 1e-3 --final-rel 1e-3
+  if [ "$dry" != 1 ]; then
+    compare curves_cuda_mpi_tp2dp2_vs_cpu_tp2dp2 cuda_mpi_tp2dp2 cpu_tp2dp2
+    compare curves_cuda_nccl_tp1dp1_vs_cpu_tp1dp1 cuda_nccl_tp1dp1 cpu_tp1dp1
+  fi
+fi
+if want buckets && [ "$dry" != 1 ]; then
+  compare curves_cuda_mpi_tp1dp4_vs_cpu_tp1dp4 cuda_mpi_tp1dp4 cpu_tp1dp4
 fi
 
 # ---- checkpoints on the GPU --------------------------------------------------------------------
@@ -294,8 +317,8 @@ fi
 # half the steps (100 of 200), save, resume to the end must equal the uninterrupted run
 # exactly. Then the half-way checkpoint resharded from TP1xDP1 to TP2xDP2 resumes on the
 # MPI-staged comm and must follow the same curve within bf16 tolerance.
-if [ "$quick" = 1 ]; then
-  skip resume_cuda "AUTOTP_GPU_CHECKS_QUICK=1"
+if [ "$quick" = 1 ] || ! want checkpoints; then
+  skip resume_cuda "AUTOTP_GPU_CHECKS_QUICK=1 or not in AUTOTP_GPU_CHECKS_ONLY"
 elif [ "$dry" != 1 ] && [ -x "$train" ] && [ -x "$build/tools/autotp-reshard" ]; then
   details=""
   data=()
@@ -334,8 +357,8 @@ memcheck() {
 # The kernel test without its two size sweeps (attention up to T 300, GEMMs up to 512): the
 # model and training runs above cover those kernels at small sizes under the sanitizer.
 kernel_filter='-CudaVsCpu.AttentionForwardBackward:CudaVsCpu.MatmulAllTransposesAccumulateAndParamShadow'
-if [ "$dry" = 1 ]; then
-  skip memcheck "AUTOTP_GPU_CHECKS_DRY=1"
+if [ "$dry" = 1 ] || ! want memcheck; then
+  skip memcheck "AUTOTP_GPU_CHECKS_DRY=1 or not in AUTOTP_GPU_CHECKS_ONLY"
 elif [ ! -x "$sanitizer" ]; then
   record memcheck FAIL 0 "$sanitizer not found (set COMPUTE_SANITIZER)"
 else
@@ -352,13 +375,14 @@ else
 fi
 
 # ---- other helpers' checks, when present -----------------------------------------------------
-if [ -f tests/checkpoint/export_check.sh ] && [ "$quick" != 1 ]; then
+if [ -f tests/checkpoint/export_check.sh ] && [ "$quick" != 1 ] && want export; then
   details="results in export/"
   check export_check 300 bash tests/checkpoint/export_check.sh "$build" "$out/export"
 fi
 # The benchmark (about 7-8 minutes by itself) gets what is left of the budget; it rewrites its
 # bench.md after every case, so a cut-off benchmark keeps what it measured.
-if [ "$dry" != 1 ] && [ -x "$build/tools/autotp-bench" ] && [ -f tests/gpu/run_bench.sh ]; then
+if [ "$dry" != 1 ] && want bench && [ -x "$build/tools/autotp-bench" ] &&
+  [ -f tests/gpu/run_bench.sh ]; then
   left=$((budget - SECONDS))
   if [ $left -lt 120 ]; then
     skip bench "${left}s of the ${budget}s budget left; run it alone: bash tests/gpu/run_bench.sh $1 OUT"
