@@ -71,11 +71,15 @@ std::string bytes_and_count(size_t b) {
   return format_bytes(double(b)) + " (" + with_commas(int64_t(b)) + " bytes)";
 }
 
-std::string device_note(const DeviceSizes& s) {
+std::string device_note(const MemoryPlanArgs& a) {
+  const DeviceSizes& s = a.sizes;
   if (s.device == "cpu") return "cpu (fp32 throughout)";
   return s.device + " (narrow activations " + std::to_string(s.narrow_bytes) +
-         " bytes per element, a " + std::to_string(s.weight_copy_bytes) +
-         "-byte copy of the weights for the GEMMs)";
+         " bytes per element" +
+         (ZeroOptimizer::keeps_master_copy(a.zero_stage, a.dp)
+              ? std::string(", narrow weights)")
+              : ", a " + std::to_string(s.weight_copy_bytes) +
+                    "-byte copy of the fp32 weights for the GEMMs)");
 }
 
 MemoryPlanArgs with_checkpointing(MemoryPlanArgs a, bool on) {
@@ -95,7 +99,7 @@ RankMemory print_memory_plan(std::ostream& os, const MemoryPlanArgs& a) {
                         " at dp 1: Adam m, v of the whole buffer (the parameters are the master)"
                   : "ZeRO-" + std::to_string(a.zero_stage) + ": fp32 master, Adam m, v of a 1/" +
                         std::to_string(a.dp) + " shard, all-gather scratch";
-  os << "Memory per rank, as autotp-train allocates it on " << device_note(a.sizes) << ", at seq "
+  os << "Memory per rank, as autotp-train allocates it on " << device_note(a) << ", at seq "
      << a.seq_length << " x micro-batch " << a.micro_batch << " (TP rank " << m.tp_rank
      << ", DP rank " << m.dp_rank << ": the rank that needs the most):\n";
   auto line = [&](const char* what, size_t bytes, const std::string& note) {
