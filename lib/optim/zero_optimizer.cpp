@@ -101,11 +101,10 @@ ZeroOptimizer::ZeroOptimizer(const OptimizerConfig& opt, int zero_stage, double 
   m_ = be_.alloc(ns);  // zero-filled
   v_ = be_.alloc(ns);
   if (ns && !master_is_params_) be_.copy_values(params_ + state_lo_, master_, ns);
-  // The pieces: [0, total) cut at the shard boundaries (element i belongs to DP rank i / S)
-  // and at multiples of bucket_numel. A group of one sums nothing: no pieces.
-  if (!grads_) {
-    gshard_ = be_.alloc(own_hi_ - own_lo_);
-  }
+  // Bucketed gradients: the own shard's sum is the only fp32 gradient this rank keeps.
+  if (!grads_) gshard_ = be_.alloc(own_hi_ - own_lo_);
+  // The pieces of a whole buffer: [0, total) cut at the shard boundaries (element i belongs to
+  // DP rank i / S) and at multiples of bucket_numel. A group of one sums nothing: no pieces.
   for (size_t at = 0; grads_ && n > 1 && at < layout.total;) {
     const size_t b = at;
     at = std::min({layout.total, (at / shard_size_ + 1) * shard_size_,
