@@ -55,7 +55,7 @@ TEST(GradBuckets, RingReleasesEachRangeBeforeItsBucketIsReused) {
     b.open(1, rel);
     float* tail = b.at(90);
     b.open(2, rel);  // takes the tail's bucket
-    const std::vector<Range> first = {{0, 10}}, later = {{0, 10}, {50, 40}, {10, 40}, {90, 10}};
+    const std::vector<Range> later = {{0, 10}, {50, 40}, {10, 40}, {90, 10}};
     if (pass == 0) {
       EXPECT_EQ(released, (std::vector<Range>{{0, 10}, {90, 10}}));
     } else {

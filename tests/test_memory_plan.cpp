@@ -173,6 +173,8 @@ TEST(MemoryPlan, BucketedGradientsShrinkWithDp) {
       const size_t shard = (n + dp - 1) / dp, buckets = size_t(emb + 2 * layer);
       const bool bucketed = layers == 32 || dp > 2;
       EXPECT_EQ(bucketed, shard + buckets < n) << what;
+      EXPECT_EQ(z2.grad_buckets, bucketed) << what;
+      EXPECT_FALSE(z1.grad_buckets) << what;
       if (bucketed) {
         EXPECT_GE(z2.gradients, 4 * (shard + buckets)) << what;
         EXPECT_LE(z2.gradients, 4 * (shard + buckets + 3 * 64)) << what;
@@ -180,7 +182,9 @@ TEST(MemoryPlan, BucketedGradientsShrinkWithDp) {
       } else {
         EXPECT_EQ(z2.gradients, 4 * n) << what;
       }
-      if (last) EXPECT_LT(z2.total(), last) << what;
+      if (last) {
+        EXPECT_LT(z2.total(), last) << what;
+      }
       last = z2.total();
     }
   }

@@ -61,10 +61,11 @@ int run(int argc, char** argv) {
 
   DsConfig ds = DsConfig::from_file(ds_path);
   const PartitionConfig pc = PartitionConfig::from_json(ds.tensor_parallel, ds_path);
-  const ModelSource src = resolve_model(model);
-  ModelConfig mc = src.config;
   check(layers >= 0, "--layers must not be negative, got ", layers);
-  if (layers > 0) mc.num_hidden_layers = layers;
+  check(zero >= -1 && zero <= 2, "--zero_stage must be 0, 1 or 2, got ", zero);
+  ModelSource src = resolve_model(model);
+  override_layers(src, layers, model);
+  const ModelConfig& mc = src.config;
   if (zero >= 0) ds.zero_stage = int(zero);
   if (tp == 0) tp = ds.autotp_size > 0 ? ds.autotp_size : 1;
   if (dp == 0) dp = ds.data_parallel_size > 0 ? ds.data_parallel_size : 1;
@@ -88,9 +89,8 @@ int run(int argc, char** argv) {
   opt.weights_label =
       !src.hf_dir.empty()
           ? "autotp-train loads them from " + src.hf_dir + " (converted once into its --out_dir)"
-      : src.file && layers == 0
-          ? "autotp-train loads them from " + model
-          : "autotp-train starts from random weights (" + src.random_from + ", the seed)";
+      : src.file ? "autotp-train loads them from " + model
+                 : "autotp-train starts from random weights (" + src.random_from + ", the seed)";
   opt.dp = dp;
   opt.zero_stage = ds.zero_stage;
   opt.device = device;

@@ -114,6 +114,14 @@ ModelSource resolve_model(const std::string& name, const std::string& merge_lora
   return m;
 }
 
+void override_layers(ModelSource& src, int64_t layers, const std::string& name) {
+  if (layers <= 0 || layers == src.config.num_hidden_layers) return;
+  src.config.num_hidden_layers = layers;
+  src.file.reset();
+  src.hf_dir.clear();
+  src.random_from = name + " with --layers " + std::to_string(layers);
+}
+
 std::string hf_conversion_path(const std::string& hf_dir, const std::string& merge_lora,
                                const std::string& cache_dir) {
   const fs::path d = fs::absolute(hf_dir).lexically_normal();

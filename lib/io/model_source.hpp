@@ -40,6 +40,11 @@ struct ModelSource {
 // needs a Hugging Face folder. Error names the file or folder that cannot serve.
 ModelSource resolve_model(const std::string& name, const std::string& merge_lora = "");
 
+// --layers N of autotp-bench and autotp-plan: the model with N layers, randomly initialised
+// (stored weights of another depth do not fit), src.random_from naming `name`. N <= 0 or the
+// model's own depth: unchanged.
+void override_layers(ModelSource& src, int64_t layers, const std::string& name);
+
 // Collective over world. A Hugging Face folder with weights: world rank 0 converts it into
 // cache_dir unless the conversion of exactly these files is there (an Error, the file or
 // tensor named, is raised on every rank), the others wait, then every rank opens the converted

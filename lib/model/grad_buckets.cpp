@@ -19,7 +19,7 @@ GradBuckets::GradBuckets(Backend& be, std::vector<Group> groups)
   for (size_t g = 0; g < n; ++g) by_lo_[g] = g;
   std::sort(by_lo_.begin(), by_lo_.end(),
             [&](size_t a, size_t b) { return groups_[a].lo < groups_[b].lo; });
-  size_t at = 0, ring = 0;
+  size_t at = 0;
   for (size_t g : by_lo_) {
     const Group& G = groups_[g];
     check(G.lo == at && G.hi > G.lo, "gradient buckets: group [", G.lo, ", ", G.hi,
@@ -28,16 +28,12 @@ GradBuckets::GradBuckets(Backend& be, std::vector<Group> groups)
   }
   base_.assign(n, nullptr);
   opened_.assign(n, 0);
-  for (size_t g = 0; g < n; ++g) {
-    const Group& G = groups_[g];
-    if (G.own) {
-      own_.push_back(be_.alloc(bucket_numel(G)));
-      base_[g] = own_.back() + G.lo % kAlign;
-    } else {
-      ring = std::max(ring, bucket_numel(G));
+  for (size_t g = 0; g < n; ++g)
+    if (groups_[g].own) {
+      own_.push_back(be_.alloc(bucket_numel(groups_[g])));
+      base_[g] = own_.back() + groups_[g].lo % kAlign;
     }
-  }
-  if (ring)
+  if (const size_t ring = ring_numel(groups_))
     for (auto& r : ring_) r = be_.alloc(ring);
 }
 
@@ -45,11 +41,18 @@ size_t GradBuckets::bucket_numel(const Group& G) {
   return G.hi - G.lo + G.lo % kAlign;
 }
 
-size_t GradBuckets::numel(const std::vector<Group>& groups) {
-  size_t own = 0, ring = 0;
+size_t GradBuckets::ring_numel(const std::vector<Group>& groups) {
+  size_t ring = 0;
   for (const Group& G : groups)
-    (G.own ? own : ring) = G.own ? own + bucket_numel(G) : std::max(ring, bucket_numel(G));
-  return own + size_t(kRing) * ring;
+    if (!G.own) ring = std::max(ring, bucket_numel(G));
+  return ring;
+}
+
+size_t GradBuckets::numel(const std::vector<Group>& groups) {
+  size_t own = 0;
+  for (const Group& G : groups)
+    if (G.own) own += bucket_numel(G);
+  return own + size_t(kRing) * ring_numel(groups);
 }
 
 GradBuckets::~GradBuckets() {

@@ -42,7 +42,6 @@ class GradBuckets {
 
   // The group holding element `offset` of the flat buffer.
   size_t group_of(size_t offset) const;
-  const Group& group(size_t g) const { return groups_[g]; }
   // A new backward: each group is opened again before it is written.
   void new_pass();
   bool opened(size_t g) const { return opened_[g] != 0; }
@@ -56,7 +55,8 @@ class GradBuckets {
   std::vector<const float*> buffers() const;
 
  private:
-  static size_t bucket_numel(const Group& G);  // with its alignment offset
+  static size_t bucket_numel(const Group& G);                  // with its alignment offset
+  static size_t ring_numel(const std::vector<Group>& groups);  // each ring bucket
   Backend& be_;
   std::vector<Group> groups_;
   std::vector<size_t> by_lo_;  // group indices by lo

@@ -128,13 +128,8 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   auto topo = Topology::create(world, a.tp_size ? a.tp_size : (a.dp_size ? 0 : 1), a.dp_size);
   const bool root = topo.world_rank == 0;
   ModelSource src = same_on_every_rank([&] { return resolve_model(a.model, a.merge_lora); });
-  ModelConfig mc = src.config;
-  if (a.layers > 0 && a.layers != mc.num_hidden_layers) {
-    mc.num_hidden_layers = a.layers;
-    src.file.reset();  // the stored layers do not fit
-    src.hf_dir.clear();
-    src.random_from = a.model + " with --layers " + std::to_string(a.layers);
-  }
+  override_layers(src, a.layers, a.model);
+  const ModelConfig mc = src.config;
   same_on_every_rank([&] {
     open_model_weights(src, a.cache_dir, uint64_t(a.seed), topo.world);
     return 0;

@@ -117,7 +117,7 @@ RankMemory print_memory_plan(std::ostream& os, const MemoryPlanArgs& a) {
        m.grad_buckets ? "fp32: the own 1/" + std::to_string(a.dp) +
                             " shard of the sum + 2 buckets of the largest group" +
                             (a.model.tie_word_embeddings ? " + the tied embedding's" : "")
-       : a.zero_stage == 2 && a.dp > 1
+       : ZeroOptimizer::shards_grads(a.zero_stage, a.dp)
            ? std::string("fp32, the whole buffer (smaller here than shard + buckets)")
            : std::string("fp32, the whole buffer"));
   line("optimizer", m.optimizer, opt);
