@@ -102,6 +102,10 @@ TEST(AutotpBench, CountsAndTpInvariance) {
   // ZeRO-2 over DP 2 communicates every step: reduce-scatter, all-gather, the norm.
   EXPECT_GE(dp2["profile"]["comm_calls"].get<double>(), 3);
   EXPECT_GT(dp2["profile"]["dp_comm_ms"].get<double>(), 0);
+  // Every byte the step allocated is in the plan autotp-bench prints (the CPU has no scratch).
+  EXPECT_EQ(dp2["unplanned_bytes"].get<long long>(), 0);
+  EXPECT_GT(dp2["peak_mem_bytes"].get<double>(), 0);
+  EXPECT_EQ(dp2["peak_mem_bytes"].get<double>(), double(dp2["planned_mem"]["total"].get<size_t>()));
 
   // TP 2 trains the same model on the same ids as TP 1 does (DP rank 0's), so after the same
   // steps the losses agree to rounding.
@@ -114,5 +118,7 @@ TEST(AutotpBench, CountsAndTpInvariance) {
   nlohmann::json tp1 = run_bench(a, self);
   MPI_Comm_free(&self);
   EXPECT_EQ(tp2["tokens_per_step"], 64);
+  EXPECT_EQ(tp2["unplanned_bytes"].get<long long>(), 0);
+  EXPECT_EQ(tp1["unplanned_bytes"].get<long long>(), 0);
   EXPECT_NEAR(tp2["loss"].get<double>(), tp1["loss"].get<double>(), 1e-4);
 }

@@ -177,6 +177,11 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   const PeakRate peak_rate = mfu_peak(dev, a.peak_tflops, topo.world, gemm_n, gemm_tflops);
   // 256 MiB: well past any cache, and small beside the model's own peak memory.
   const double bandwidth_gbs = measure_bandwidth_gbs(be, size_t(on_gpu ? 256 : 64) << 20);
+#ifdef AUTOTP_WITH_CUDA
+  // The rate's 8192^3 operands grew the GEMM scratch past what training needs: the peak below
+  // is the trainer's own.
+  if (cuda) cuda->free_scratch();
+#endif
 
   // The allocations the plan predicts, measured from here (the rates' buffers are freed).
   MemoryPlanArgs mem_args = same_on_every_rank([&] {
@@ -185,6 +190,7 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   });
   mem_args.logits_chunk_rows = a.logits_chunk_rows;
   const RankMemory planned = plan_memory(mem_args);
+  const RankMemory planned_here = plan_rank_memory(mem_args, topo.tp_rank, topo.dp_rank);
   be.reset_peak_bytes();
 
   auto t_init = Clock::now();
@@ -284,6 +290,20 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
   // GPU see the same).
   const double device_used_gib = max_over(dev.device_used_gib(), topo.world);
   const double peak_bytes = max_over(double(be.peak_bytes()), topo.world);
+  // What the plan does not predict: the backend's scratch slots (rank 0's, by slot), and on each
+  // rank its peak less its own plan and its scratch, which should be nothing (the largest in
+  // magnitude over the ranks, in bytes).
+  std::map<std::string, size_t> scratch;
+#ifdef AUTOTP_WITH_CUDA
+  if (cuda) scratch = cuda->scratch_bytes();
+#endif
+  size_t scratch_total = 0;
+  for (auto& [k, v] : scratch) scratch_total += v;
+  long long unplanned[2] = {0, 0};
+  unplanned[0] = (long long)be.peak_bytes() - (long long)(planned_here.total() + scratch_total);
+  unplanned[1] = -unplanned[0];
+  MPI_Allreduce(MPI_IN_PLACE, unplanned, 2, MPI_LONG_LONG, MPI_MAX, topo.world);
+  const long long unplanned_bytes = unplanned[0] >= unplanned[1] ? unplanned[0] : -unplanned[1];
   float loss = last_loss;
   dp_comm->all_reduce_sum(&loss, 1);
   loss /= float(topo.dp);
@@ -331,6 +351,8 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
                       {"peak_mem_gib", mem_gib},
                       {"peak_mem_bytes", peak_bytes},
                       {"device_used_gib", device_used_gib},
+                      {"scratch_bytes", scratch},
+                      {"unplanned_bytes", unplanned_bytes},
                       {"activation_checkpointing", recompute},
                       {"planned_mem",
                        {{"total", planned.total()},
@@ -370,6 +392,15 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
         format_bytes(double(planned.gradients)).c_str(), planned.grad_buckets ? " bucketed" : "",
         format_bytes(double(planned.optimizer)).c_str(),
         format_bytes(double(planned.activations)).c_str(), recompute ? "on" : "off");
+    if (!scratch.empty()) {
+      std::printf("backend scratch slots (rank 0, in the measured peak, not in the plan): %s =",
+                  format_bytes(double(scratch_total)).c_str());
+      for (auto& [k, v] : scratch)
+        std::printf(" %s %s", k.c_str(), format_bytes(double(v)).c_str());
+      std::printf("\n");
+    }
+    std::printf("measured peak less the rank's plan and its backend scratch: %lld bytes%s\n",
+                unplanned_bytes, unplanned_bytes ? " (the plan is wrong: a bug)" : "");
     if (device_used_gib >= 0)
       std::printf(
           "device memory in use after the steps: %.2f GiB (the GPU's own count: every rank on "

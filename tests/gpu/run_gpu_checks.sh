@@ -18,15 +18,16 @@
 #                             and the export check (the kernel test still runs under memcheck),
 #                             leaving more of the budget to the benchmark
 #   AUTOTP_GPU_CHECKS_ONLY="comm buckets bench"  only these groups of checks (default: all):
-#                             kernels comm model_hf train buckets checkpoints memcheck export
-#                             bench; nvidia-smi and ldd always run
+#                             kernels comm model_hf train buckets plan checkpoints memcheck
+#                             export bench; nvidia-smi and ldd always run
 #
 # The checks: nvidia-smi and ldd; the CUDA kernel test; the device communicators (MPI staged
 # through host memory at 4 ranks on the GPU, NCCL at 1); the model on the CUDA backend against
 # transformers; 200 steps of the default tiny config on the CPU (TP2xDP2, TP1xDP1) and on CUDA
 # (TP2xDP2 over the staged MPI communicator, TP1xDP1 over NCCL), their loss curves compared
 # pairwise; bucketed gradients (ZeRO-2 at TP1xDP4) on CUDA over the staged MPI communicator
-# against the CPU; compute-sanitizer memcheck on a 3-step run and on the small kernel tests; and,
+# against the CPU; autotp-bench's measured peak against the memory plan plus the backend's
+# scratch, to the byte, at three layouts; compute-sanitizer memcheck on a 3-step run and on the small kernel tests; and,
 # when present, tests/checkpoint/export_check.sh and tests/gpu/run_bench.sh.
 set -u
 if [ $# -ne 2 ]; then
@@ -285,6 +286,38 @@ if want buckets; then
   else
     train_run cuda_mpi_tp1dp4 4 --device cuda --comm mpi --tp_size 1 --dp_size 4
   fi
+fi
+
+# The memory plan against the CUDA backend's allocations: autotp-bench's measured peak of
+# every rank must be its plan (train/memory_plan.hpp) plus the backend's scratch slots, to the
+# byte ("unplanned_bytes" 0), at one rank (NCCL), TP 2 x DP 2 with ZeRO-2 (narrow weights)
+# and TP 1 x DP 4 with ZeRO-2 and checkpointing, ranks sharing the GPU.
+plan_check() {  # plan_check NAME NP ARGS...
+  local name=$1 np=$2
+  shift 2
+  local json=$runs/$name.json
+  run "plan_$name" 300 "${mpirun[@]}" -np "$np" "$build/tools/autotp-bench" --model phi-4-mini \
+    --layers 2 --seq_length 1024 --micro_batch_size 2 --steps 2 --warmup 1 --json "$json" "$@"
+  local d status=FAIL
+  if [ $rc -eq 0 ] && [ -f "$json" ]; then
+    d=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); u=r["unplanned_bytes"]
+s=sum(r["scratch_bytes"].values()); p=r["planned_mem"]
+print(("OK " if u == 0 else "BAD ") + "peak %d B = plan %d (rank 0 of the largest) + scratch %d "
+      "(rank 0) %+d; unplanned %d B%s" % (r["peak_mem_bytes"], p["total"], s,
+      r["peak_mem_bytes"] - p["total"] - s, u, " (bucketed)" if p["grad_buckets"] else ""))' \
+      "$json" 2>&1)
+    [ "${d%% *}" = OK ] && status=PASS
+    d=${d#* }
+  else
+    d="exit $rc; see logs/plan_$name.log"
+  fi
+  record "plan_$name" $status $secs "$d"
+}
+if want plan && [ "$dry" != 1 ]; then
+  plan_check tp1dp1 1 --comm nccl
+  plan_check tp2dp2_zero2 4 --comm mpi --tp_size 2 --dp_size 2 --zero_stage 2
+  plan_check tp1dp4_zero2_ckpt 4 --comm mpi --dp_size 4 --zero_stage 2 \
+    --activation_checkpointing true
 fi
 
 # compare NAME RUN_A RUN_B [compare_curves.py options]

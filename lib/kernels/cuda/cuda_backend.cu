@@ -203,6 +203,34 @@ void* CudaBackendImpl::scratch(Scratch which, size_t bytes) {
   return scratch_[k];
 }
 
+std::map<std::string, size_t> CudaBackendImpl::scratch_bytes() const {
+  static const char* names[] = {"GemmA",  "GemmB",     "GemmC",       "AttnD",    "Attn16",
+                                "Reduce", "EmbedSort", "NormPartial", "NormGrad", "CeGrad",
+                                "Wide",   "WideB",     "WideC",       "Weight"};
+  static_assert(sizeof(names) / sizeof(names[0]) == size_t(Scratch::Count));
+  std::map<std::string, size_t> out;
+  for (int k = 0; k < int(Scratch::Count); ++k)
+    if (scratch_bytes_[k]) out[names[k]] = scratch_bytes_[k];
+  return out;
+}
+
+void CudaBackendImpl::free_scratch() {
+  // A narrow copy held in a slot goes with it.
+  drop_narrow([&](const Narrow& r) {
+    const auto d = reinterpret_cast<uintptr_t>(r.data);
+    for (int k = 0; k < int(Scratch::Count); ++k) {
+      const auto p = reinterpret_cast<uintptr_t>(scratch_[k]);
+      if (p && d >= p && d < p + scratch_bytes_[k]) return true;
+    }
+    return false;
+  });
+  for (int k = 0; k < int(Scratch::Count); ++k) {
+    device_free(scratch_[k]);
+    scratch_[k] = nullptr;
+    scratch_bytes_[k] = 0;
+  }
+}
+
 // ---------------------------------------------------------------- profiling
 
 cudaEvent_t CudaBackendImpl::take_event() {

@@ -25,6 +25,12 @@ class CudaBackend : public Backend {
   virtual void set_profiling(bool on) = 0;
   virtual std::map<std::string, double> op_times_ms() = 0;  // synchronizes
   virtual void reset_op_times() = 0;
+  // The scratch slots it holds now (grown to their largest use, kept between calls), by slot
+  // name: the part of peak_bytes() that memory_plan does not predict.
+  virtual std::map<std::string, size_t> scratch_bytes() const = 0;
+  // Frees the scratch slots (after a measurement whose operands were larger than training's:
+  // they would stay allocated, counted in peak_bytes()).
+  virtual void free_scratch() = 0;
 };
 
 // Number of visible GPUs (0 when there is no driver or no device; never throws).

@@ -217,6 +217,8 @@ class CudaBackendImpl final : public CudaBackend {
   void set_profiling(bool on) override { profiling_ = on; }
   std::map<std::string, double> op_times_ms() override;
   void reset_op_times() override;
+  std::map<std::string, size_t> scratch_bytes() const override;
+  void free_scratch() override;
   void synchronize() override;
 
   void* alloc_bytes(size_t bytes) override;
