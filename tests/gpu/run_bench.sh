@@ -16,9 +16,10 @@
 #      autotp-plan --activation_checkpointing says which fit the card).
 #   4. Memory per rank over DP (issue #19): 8 layers, seq 2048 x micro 1, ZeRO-2, DP 1, 2, 4 and
 #      8 (DPS overrides; "4@1,2" in RUNS runs DP 1 and 2 only) as ranks sharing the GPU through
-#      the MPI-staged communicator, MEM_STEPS (5) timed after MEM_WARMUP (2).
+#      the MPI-staged communicator, MEM_STEPS (5) timed after MEM_WARMUP (2), MEM_SEQ (2048)
+#      tokens.
 #   5. A reduced Phi-4 (its widths, 4 layers) at TP 2 x DP 4 = 8 ranks on the one GPU, ZeRO-2,
-#      seq 2048 x micro 1.
+#      seq SEQ5 (2048) x micro 1 (8 x 10.19 GiB at 2048, an H200's; 8 x 9.03 GiB at 512).
 # RUNS lists case:impl pairs in the order they run, most important first, so that a run cut
 # short by the device's time keeps what matters (bench.md is rewritten after each). Default:
 #   "1:autotp 1:torch-compile 2:autotp 1:torch-eager 2:torch-compile 3:autotp 2:torch-eager
@@ -167,13 +168,15 @@ for r in $RUNS; do
       for dp in $dps; do
         NP=$dp STEPS=${MEM_STEPS:-5} WARMUP=${MEM_WARMUP:-2} run "4-mem-8layers-dp$dp" "$impl" \
           --model phi-4-mini --layers 8 \
-          --seq_length 2048 --micro_batch_size 1 --zero_stage 2 --dp_size "$dp" --comm mpi
+          --seq_length "${MEM_SEQ:-2048}" --micro_batch_size 1 --zero_stage 2 --dp_size "$dp" \
+          --comm mpi
         table
       done
       ;;
     5)
       NP=8 STEPS=3 WARMUP=1 run 5-phi4-4layers-tp2dp4 "$impl" --model phi-4 --layers 4 \
-        --tp_size 2 --dp_size 4 --seq_length 2048 --micro_batch_size 1 --zero_stage 2 --comm mpi
+        --tp_size 2 --dp_size 4 --seq_length "${SEQ5:-2048}" --micro_batch_size 1 --zero_stage 2 \
+        --comm mpi
       ;;
     tiny)
       # A smoke test of this script on any machine (CPU included): the tiny preset.
