@@ -162,11 +162,9 @@ Phi3Model::Phi3Model(const ModelConfig& config, const PartitionPlan& plan, int t
   // the tail, the layers from the last, the embedding ([0, first layer)), which the tied
   // lm_head's backward writes from the start.
   std::vector<GradBuckets::Group> groups;
-  const size_t first = layers_.empty() ? norm_off_ : layers_.front().lo;
-  const size_t tail = layers_.empty() ? norm_off_ : layers_.back().hi;
-  groups.push_back({tail, layout_.total, false});
+  groups.push_back({tail_off(), layout_.total, false});
   for (size_t l = layers_.size(); l-- > 0;) groups.push_back({layers_[l].lo, layers_[l].hi, false});
-  groups.push_back({0, first, config_.tie_word_embeddings});
+  groups.push_back({0, first_layer_off(), config_.tie_word_embeddings});
   const size_t dp = size_t(std::max(storage_.grad_bucket_dp, 1));
   const size_t shard = (layout_.total + dp - 1) / dp;  // the optimizer's sum of its shard
   if (dp > 1 && GradBuckets::numel(groups) + shard < layout_.total)
@@ -759,8 +757,7 @@ void Phi3Model::backward_layers() {
                          dres_use(int(layers_.size()) - 1));
   }
   // Everything after the last layer (final norm, an untied lm_head) is final now.
-  const size_t tail = layers_.empty() ? norm_off_ : layers_.back().hi;
-  grads_final(tail, layout_.total - tail);
+  grads_final(tail_off(), layout_.total - tail_off());
 
   for (size_t l = layers_.size(); l-- > 0;) {
     if (compute && buffers_ckpt_ && acts_layer_ != int64_t(l)) {
@@ -790,7 +787,7 @@ void Phi3Model::backward_layers() {
     }
   }
   // The embedding (and, tied, the lm_head) comes first in the layout: [0, first layer).
-  grads_final(0, layers_.empty() ? norm_off_ : layers_.front().lo);
+  grads_final(0, first_layer_off());
   grads_zero_pending_ = false;
 }
 

@@ -282,6 +282,10 @@ class Phi3Model {
   void grad_will_add(size_t offset) { grad_accumulates(offset, 0); }
   // The slots in [lo, hi) that no op wrote yet are zeroed: their gradients are final.
   void settle_grads(size_t lo, size_t hi);
+  // The flat layout's groups: [0, first_layer_off()) the embedding (and a tied lm_head), the
+  // layers, [tail_off(), total) the final norm and an untied lm_head.
+  size_t first_layer_off() const { return layers_.empty() ? norm_off_ : layers_.front().lo; }
+  size_t tail_off() const { return layers_.empty() ? norm_off_ : layers_.back().hi; }
   // Where the gradient of flat element `offset` is written: grads_ + offset, or in its group's
   // bucket, which open_grads(offset) gave it in this backward.
   float* grad(size_t offset) const;

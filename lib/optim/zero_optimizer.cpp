@@ -219,9 +219,7 @@ void ZeroOptimizer::finish_grads(size_t offset, size_t count) {
 // pieces not started yet go in layout order, so every rank starts the same ones.
 void ZeroOptimizer::average_grads() {
   if (!grads_) {  // bucketed: every range was reported; their sums complete into the shard
-    if (!reduced_.empty()) dp_.wait_until(reduced_.back().mark);
-    for (const Reduced& r : reduced_) finish(r);
-    reduced_.clear();
+    finish_grads(0, layout_.total);
     if (own_hi_ > own_lo_) be_.scale(gshard_, own_hi_ - own_lo_, 1.0f / float(dp_.size()));
     return;
   }

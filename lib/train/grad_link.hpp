@@ -24,8 +24,7 @@ class GradLink {
     check(model.grad_buckets() == opt.bucketed(), "GradLink: the model's gradients are ",
           model.grad_buckets() ? "bucketed" : "whole", " but the optimizer's are ",
           opt.bucketed() ? "bucketed" : "whole",
-          " (build the model with the optimizer's "
-          "ZeroOptimizer::model_storage)");
+          " (build the model with the optimizer's ZeroOptimizer::model_storage)");
     opt.set_zero_grad([&model] { model.zero_grad(); });
     model.set_narrow_weight_grads(opt.reads_narrow_grads() && accum == 1);
     model.set_grads_release([&opt](size_t o, size_t c) { opt.finish_grads(o, c); });

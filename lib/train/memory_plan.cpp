@@ -130,9 +130,8 @@ RankMemory print_memory_plan(std::ostream& os, const MemoryPlanArgs& a) {
      << " instead: " << bytes_and_count(other.total()) << ")\n";
   if (a.sizes.device == "cuda")
     os << "not counted: the CUDA backend's scratch slots, grown at the first step (attention's "
-          "bf16 copies and dS, GEMM operand conversions: measured for Phi-4-mini: 0.17 GiB at 2048 "
-          "tokens, "
-          "0.67 GiB at 8192); autotp-bench prints them beside its peak\n";
+          "bf16 copies and dS, GEMM operand conversions; measured for Phi-4-mini: 0.17 GiB at "
+          "2048 tokens, 0.67 GiB at 8192); autotp-bench prints them beside its peak\n";
   return m;
 }
 
