@@ -27,8 +27,9 @@
 # (TP2xDP2 over the staged MPI communicator, TP1xDP1 over NCCL), their loss curves compared
 # pairwise; bucketed gradients (ZeRO-2 at TP1xDP4) on CUDA over the staged MPI communicator
 # against the CPU; autotp-bench's measured peak against the memory plan plus the backend's
-# scratch, to the byte, at three layouts; compute-sanitizer memcheck on a 3-step run and on the small kernel tests; and,
-# when present, tests/checkpoint/export_check.sh and tests/gpu/run_bench.sh.
+# scratch, to the byte, at three layouts; compute-sanitizer memcheck on a 3-step run and on the
+# small kernel tests; and, when present, tests/checkpoint/export_check.sh and
+# tests/gpu/run_bench.sh.
 set -u
 if [ $# -ne 2 ]; then
   echo "usage: bash tests/gpu/run_gpu_checks.sh BUILD_DIR OUT_DIR" >&2
