@@ -299,9 +299,9 @@ nlohmann::json run_bench(const BenchArgs& a, MPI_Comm world) {
 #endif
   size_t scratch_total = 0;
   for (auto& [k, v] : scratch) scratch_total += v;
-  long long unplanned[2] = {0, 0};
-  unplanned[0] = (long long)be.peak_bytes() - (long long)(planned_here.total() + scratch_total);
-  unplanned[1] = -unplanned[0];
+  const long long own =
+      (long long)be.peak_bytes() - (long long)(planned_here.total() + scratch_total);
+  long long unplanned[2] = {own, -own};  // the largest and, negated, the smallest
   MPI_Allreduce(MPI_IN_PLACE, unplanned, 2, MPI_LONG_LONG, MPI_MAX, topo.world);
   const long long unplanned_bytes = unplanned[0] >= unplanned[1] ? unplanned[0] : -unplanned[1];
   float loss = last_loss;

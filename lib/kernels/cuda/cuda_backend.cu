@@ -204,13 +204,9 @@ void* CudaBackendImpl::scratch(Scratch which, size_t bytes) {
 }
 
 std::map<std::string, size_t> CudaBackendImpl::scratch_bytes() const {
-  static const char* names[] = {"GemmA",  "GemmB",     "GemmC",       "AttnD",    "Attn16",
-                                "Reduce", "EmbedSort", "NormPartial", "NormGrad", "CeGrad",
-                                "Wide",   "WideB",     "WideC",       "Weight"};
-  static_assert(sizeof(names) / sizeof(names[0]) == size_t(Scratch::Count));
   std::map<std::string, size_t> out;
   for (int k = 0; k < int(Scratch::Count); ++k)
-    if (scratch_bytes_[k]) out[names[k]] = scratch_bytes_[k];
+    if (scratch_bytes_[k]) out[kScratchNames[k]] = scratch_bytes_[k];
   return out;
 }
 

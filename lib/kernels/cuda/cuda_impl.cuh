@@ -264,6 +264,11 @@ class CudaBackendImpl final : public CudaBackend {
     Weight,
     Count
   };
+  // Scratch's names, in its order (scratch_bytes() reports by name).
+  static constexpr const char* kScratchNames[] = {
+      "GemmA",       "GemmB",    "GemmC",  "AttnD", "Attn16", "Reduce", "EmbedSort",
+      "NormPartial", "NormGrad", "CeGrad", "Wide",  "WideB",  "WideC",  "Weight"};
+  static_assert(std::size(kScratchNames) == size_t(Scratch::Count));
   void* scratch(Scratch which, size_t bytes);
 
   // ---- Use::Gemm and Use::Narrow outputs (kernels/backend.hpp): a bf16 copy stands for the
